@@ -1,0 +1,473 @@
+"""Population training: many networks as one stacked pytree, one compile per bucket.
+
+Networks that share a `GroupKey` (family, depth, padded width, optimizer, batch
+size) are trained together: `jax.vmap` over networks, a loop over steps inside
+one jitted epoch, per-network hyper-parameters as vmapped arrays through
+`optax.inject_hyperparams`, per-network data order and dropout keys. Narrower
+networks are zero-padded to the bucket width and their gradients masked, so the
+padded units stay exactly zero and the function is the unpadded network's. The
+activation is chosen per network with `lax.switch`, so it does not split buckets.
+The population axis is sharded over all local devices with `NamedSharding`.
+
+A network's randomness comes only from its own seed (never from its position in
+a chunk), and its initial weights are drawn at the family's maximal shape and then
+cut, so bucketing does not change which network is trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from zoo_builder.architecture import (
+    ACTIVATION_NAMES,
+    ACTIVATIONS,
+    KERNEL_SIZE,
+    WIDTH_RANGE,
+    forward,
+)
+from zoo_builder.config import INITS, NetworkConfig
+
+EVAL_BLOCK = 512
+COMPILER_OPTIONS = {}
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class GroupKey:
+    """The static part of a population: everything that changes compiled shapes."""
+
+    family: str
+    depth: int
+    width: int
+    optimizer: str
+    batch_size: int
+
+    def layer_shapes(self, input_shape, num_classes) -> list[tuple[tuple[int, ...], tuple[int]]]:
+        h, w, c = input_shape
+        fan_in = h * w * c if self.family == "mlp" else c
+        shapes = []
+        for _ in range(self.depth):
+            k = (fan_in, self.width) if self.family == "mlp" else (
+                KERNEL_SIZE, KERNEL_SIZE, fan_in, self.width)
+            shapes.append((k, (self.width,)))
+            fan_in = self.width
+        shapes.append(((fan_in, num_classes), (num_classes,)))
+        return shapes
+
+    def label(self) -> str:
+        return f"{self.family}-d{self.depth}-w{self.width}-{self.optimizer}-b{self.batch_size}"
+
+
+def group_key(net: NetworkConfig, width_buckets: Sequence[int]) -> GroupKey:
+    widest = max(net.arch.hidden)
+    width = next(b for b in width_buckets if b >= widest)
+    return GroupKey(net.arch.family, net.arch.depth, width, net.optimizer, net.batch_size)
+
+
+class TrainingData(NamedTuple):
+    """Every base dataset of a zoo, stacked and padded to common lengths."""
+
+    x_train: jax.Array  # (D, n_max, H, W, C)
+    y_train: jax.Array  # (D, n_max) int32, original labels
+    n_train: jax.Array  # (D,)
+    x_test: jax.Array  # (D, m_max, H, W, C)
+    y_test: jax.Array  # (D, m_max)
+    n_test: jax.Array  # (D,)
+
+
+def stack_datasets(splits: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> TrainingData:
+    """Stack (x_train, y_train, x_test, y_test) of several datasets, zero-padded."""
+
+    def pad(arrays):
+        n = max(a.shape[0] for a in arrays)
+        out = np.zeros((len(arrays), n, *arrays[0].shape[1:]), arrays[0].dtype)
+        for i, a in enumerate(arrays):
+            out[i, : a.shape[0]] = a
+        return out
+
+    xtr, ytr, xte, yte = zip(*splits, strict=True)
+    return TrainingData(
+        x_train=pad([np.asarray(x, np.float32) for x in xtr]),
+        y_train=pad([np.asarray(y, np.int32) for y in ytr]),
+        n_train=np.array([len(y) for y in ytr], np.int32),
+        x_test=pad([np.asarray(x, np.float32) for x in xte]),
+        y_test=pad([np.asarray(y, np.int32) for y in yte]),
+        n_test=np.array([len(y) for y in yte], np.int32),
+    )
+
+
+class NetArrays(NamedTuple):
+    """Per-network constants of a population, stacked on axis 0."""
+
+    hidden: jax.Array  # (N, depth) true widths
+    activation: jax.Array  # (N,) index into ACTIVATION_NAMES
+    init: jax.Array  # (N,) index into INITS
+    init_scale: jax.Array
+    learning_rate: jax.Array
+    weight_decay: jax.Array
+    momentum: jax.Array
+    dropout: jax.Array
+    dataset: jax.Array  # (N,) index into the stacked TrainingData
+    label_map: jax.Array  # (N, num_classes)
+    n_train: jax.Array  # (N,) size of the network's training subset
+    seed: jax.Array  # (N,) uint32
+
+
+class PopState(NamedTuple):
+    params: list
+    opt_state: optax.OptState
+    diverged: jax.Array  # (N,) bool
+    diverged_epoch: jax.Array  # (N,) int32, 0 if never
+
+
+def net_arrays(nets: Sequence[NetworkConfig], dataset_index: dict[str, int],
+               label_maps: dict[str, np.ndarray], n_available: dict[str, int], depth: int) -> NetArrays:
+    """Stack the per-network constants of `nets` (all of one group)."""
+    return NetArrays(
+        hidden=np.array([n.arch.hidden for n in nets], np.int32).reshape(len(nets), depth),
+        activation=np.array([ACTIVATION_NAMES.index(n.arch.activation) for n in nets], np.int32),
+        init=np.array([INITS.index(n.init) for n in nets], np.int32),
+        init_scale=np.array([n.init_scale for n in nets], np.float32),
+        learning_rate=np.array([n.learning_rate for n in nets], np.float32),
+        weight_decay=np.array([n.weight_decay for n in nets], np.float32),
+        momentum=np.array([n.momentum for n in nets], np.float32),
+        dropout=np.array([n.dropout for n in nets], np.float32),
+        dataset=np.array([dataset_index[n.dataset] for n in nets], np.int32),
+        label_map=np.stack([label_maps[n.dataset] for n in nets]).astype(np.int32),
+        n_train=np.array([train_size(n, n_available[n.dataset]) for n in nets], np.int32),
+        seed=np.array([n.seed for n in nets], np.uint32),
+    )
+
+
+def train_size(net: NetworkConfig, available: int) -> int:
+    return max(1, int(round(net.train_fraction * available)))
+
+
+# --------------------------------------------------------------------------- optimizers
+
+
+def _with_l2(opt_fn):
+    def make(learning_rate, weight_decay, momentum):
+        del momentum
+        return optax.chain(optax.add_decayed_weights(weight_decay), opt_fn(learning_rate))
+
+    return make
+
+
+def _momentum(learning_rate, weight_decay, momentum):
+    return optax.chain(optax.add_decayed_weights(weight_decay),
+                       optax.sgd(learning_rate, momentum=momentum))
+
+
+def _adamw(learning_rate, weight_decay, momentum):
+    del momentum
+    return optax.adamw(learning_rate, weight_decay=weight_decay)
+
+
+# L2 regularisation is coupled (added to the gradient) except for adamw, where it is decoupled.
+OPTIMIZER_FACTORIES: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "sgd": _with_l2(optax.sgd),
+    "momentum": _momentum,
+    "adam": _with_l2(optax.adam),
+    "adamw": _adamw,
+    "rmsprop": _with_l2(optax.rmsprop),
+}
+
+
+def make_optimizer(name: str) -> optax.GradientTransformation:
+    """The optimizer `name` with learning rate, weight decay and momentum injectable per network."""
+    return optax.inject_hyperparams(OPTIMIZER_FACTORIES[name])(
+        learning_rate=0.0, weight_decay=0.0, momentum=0.0)
+
+
+def _set_hyperparams(opt_state, net: NetArrays):
+    hp = dict(opt_state.hyperparams)
+    hp.update(learning_rate=net.learning_rate, weight_decay=net.weight_decay, momentum=net.momentum)
+    return opt_state._replace(hyperparams=hp)
+
+
+# --------------------------------------------------------------------------- one network
+
+
+def _masks(key: GroupKey, shapes, hidden: jax.Array) -> list[dict[str, jax.Array]]:
+    """1 on a network's true units, 0 on padding, per parameter."""
+    unit = [jnp.arange(key.width) < hidden[i] for i in range(key.depth)]
+    masks = []
+    for i, (kshape, bshape) in enumerate(shapes):
+        out_m = unit[i] if i < key.depth else jnp.ones(bshape[0], bool)
+        in_m = unit[i - 1] if i > 0 else jnp.ones(kshape[-2], bool)
+        k = in_m[:, None] & out_m[None, :]
+        if len(kshape) == 4:
+            k = jnp.broadcast_to(k, kshape)
+        masks.append({"kernel": k.astype(jnp.float32), "bias": out_m.astype(jnp.float32)})
+    return masks
+
+
+def _max_shape(family: str, kshape: tuple[int, ...], layer: int, depth: int) -> tuple[int, ...]:
+    """The family's largest possible kernel at this position (see module docstring)."""
+    widest = WIDTH_RANGE[family][1]
+    in_dim = kshape[-2] if layer == 0 else widest
+    out_dim = kshape[-1] if layer == depth else widest
+    return (*kshape[:-2], in_dim, out_dim)
+
+
+def init_params(key: GroupKey, shapes, net: NetArrays) -> list[dict[str, jax.Array]]:
+    """Initial parameters of one network (vmapped over a population)."""
+    rng = jax.random.fold_in(jax.random.PRNGKey(net.seed), 1)
+    masks = _masks(key, shapes, net.hidden)
+    params = []
+    for i, ((kshape, bshape), mask) in enumerate(zip(shapes, masks, strict=True)):
+        receptive = math.prod(kshape[:-2])
+        fan_in = receptive * (kshape[-2] if i == 0 else net.hidden[i - 1].astype(jnp.float32))
+        fan_out = receptive * (net.hidden[i].astype(jnp.float32) if i < key.depth else kshape[-1])
+        k_norm, k_unif = jax.random.split(jax.random.fold_in(rng, i))
+        full = _max_shape(key.family, kshape, i, key.depth)
+        crop = tuple(slice(0, s) for s in kshape)
+        normal = jax.random.normal(k_norm, full)[crop]
+        uniform = jax.random.uniform(k_unif, full, minval=-1.0, maxval=1.0)[crop]
+        w = jax.lax.switch(
+            net.init,
+            [
+                lambda: normal * jnp.sqrt(2.0 / fan_in),  # he_normal
+                lambda: normal * jnp.sqrt(2.0 / (fan_in + fan_out)),  # glorot_normal
+                lambda: normal * jnp.sqrt(1.0 / fan_in),  # lecun_normal
+                lambda: uniform * jnp.sqrt(6.0 / (fan_in + fan_out)),  # glorot_uniform
+            ],
+        )
+        params.append({"kernel": w * net.init_scale * mask["kernel"], "bias": jnp.zeros(bshape)})
+    return params
+
+
+def _activation(index: jax.Array) -> Callable[[jax.Array], jax.Array]:
+    fns = [ACTIVATIONS[name] for name in ACTIVATION_NAMES]
+    return lambda z: jax.lax.switch(index, fns, z)
+
+
+def _logits(key: GroupKey, params, net: NetArrays, x, dropout_rng=None):
+    dropout = None
+    if dropout_rng is not None:
+        keep = 1.0 - net.dropout
+
+        def dropout(i, h):
+            m = jax.random.bernoulli(jax.random.fold_in(dropout_rng, i), keep, h.shape)
+            return jnp.where(m, h / keep, 0.0)
+
+    return forward(key.family, params, x, _activation(net.activation), dropout)
+
+
+def _loss(key, params, net, x, y, weight, dropout_rng):
+    logits = _logits(key, params, net, x, dropout_rng)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    return jnp.sum(ce * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+
+
+def _subset(net: NetArrays, n_available: jax.Array, n_max: int) -> jax.Array:
+    """The network's training subset: indices into its dataset, the first n_train valid."""
+    u = jax.random.uniform(jax.random.fold_in(jax.random.PRNGKey(net.seed), 2), (n_max,))
+    return jnp.argsort(jnp.where(jnp.arange(n_max) < n_available, u, 2.0))
+
+
+def make_train_epoch(key: GroupKey, input_shape, num_classes):
+    """``epoch(state, net, data, epoch, num_steps) -> (state, mean_loss)`` for one network."""
+    shapes = key.layer_shapes(input_shape, num_classes)
+    opt = make_optimizer(key.optimizer)
+    B = key.batch_size
+
+    def epoch_fn(state: PopState, net: NetArrays, data: TrainingData, epoch, num_steps):
+        n_max = data.x_train.shape[1]
+        subset = _subset(net, data.n_train[net.dataset], n_max)
+        rng = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(net.seed), 3), epoch)
+        u = jax.random.uniform(jax.random.fold_in(rng, 0), (n_max,))
+        order = jnp.argsort(jnp.where(jnp.arange(n_max) < net.n_train, u, 2.0))
+        padded = -(-n_max // B) * B
+        sample_idx = jnp.pad(subset[order], (0, padded - n_max))
+        masks = _masks(key, shapes, net.hidden)
+        x_all, y_all = data.x_train[net.dataset], data.y_train[net.dataset]
+        own_steps = -(-net.n_train // B)
+
+        def step(s, carry):
+            params, opt_state, diverged, div_epoch, loss_sum = carry
+            pos = jax.lax.dynamic_slice(sample_idx, (s * B,), (B,))
+            weight = ((s * B + jnp.arange(B)) < net.n_train).astype(jnp.float32)
+            x, y = x_all[pos], net.label_map[y_all[pos]]
+            loss, grads = jax.value_and_grad(_loss, argnums=1)(
+                key, params, net, x, y, weight, jax.random.fold_in(rng, s + 1))
+            grads = jax.tree.map(jnp.multiply, grads, masks)
+            updates, new_opt = opt.update(grads, opt_state, params)
+            new_params = optax.apply_updates(params, updates)
+            finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(new_params))
+            active = (s < own_steps) & ~diverged
+            take = active & finite
+            params = jax.tree.map(lambda a, b: jnp.where(take, a, b), new_params, params)
+            opt_state = jax.tree.map(lambda a, b: jnp.where(take, a, b), new_opt, opt_state)
+            newly = active & ~finite
+            div_epoch = jnp.where(newly, epoch, div_epoch)
+            loss_sum = loss_sum + jnp.where(take, loss, 0.0)
+            return params, opt_state, diverged | newly, div_epoch, loss_sum
+
+        carry = (state.params, state.opt_state, state.diverged,
+                 state.diverged_epoch, jnp.float32(0.0))
+        params, opt_state, diverged, div_epoch, loss_sum = jax.lax.fori_loop(
+            0, num_steps, step, carry)
+        return PopState(params, opt_state, diverged, div_epoch), loss_sum / own_steps
+
+    return epoch_fn
+
+
+def make_init(key: GroupKey, input_shape, num_classes):
+    shapes = key.layer_shapes(input_shape, num_classes)
+    opt = make_optimizer(key.optimizer)
+
+    def init_fn(net: NetArrays) -> PopState:
+        params = init_params(key, shapes, net)
+        return PopState(params, _set_hyperparams(opt.init(params), net), jnp.bool_(False), jnp.int32(0))
+
+    return init_fn
+
+
+def make_evaluate(key: GroupKey):
+    """``evaluate(params, net, data, train_blocks, test_blocks) -> metrics`` for one network."""
+
+    def block_metrics(params, net, x, y, weight):
+        logits = _logits(key, params, net, x)
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+        correct = (jnp.argmax(logits, -1) == y).astype(jnp.float32)
+        # A diverged network may give non-finite logits: count its loss as inf, not NaN.
+        ce = jnp.where(jnp.isfinite(ce), ce, jnp.inf)
+        return jnp.sum(jnp.where(weight > 0, ce, 0.0)), jnp.sum(correct * weight)
+
+    def over_blocks(params, net, x_all, y_all, indices, n, num_blocks):
+        size = indices.shape[0]
+        padded = -(-size // EVAL_BLOCK) * EVAL_BLOCK
+        indices = jnp.pad(indices, (0, padded - size))
+
+        def body(b, acc):
+            pos = jax.lax.dynamic_slice(indices, (b * EVAL_BLOCK,), (EVAL_BLOCK,))
+            weight = ((b * EVAL_BLOCK + jnp.arange(EVAL_BLOCK)) < n).astype(jnp.float32)
+            loss, correct = block_metrics(params, net, x_all[pos], net.label_map[y_all[pos]], weight)
+            return acc[0] + loss, acc[1] + correct
+
+        loss, correct = jax.lax.fori_loop(0, num_blocks, body, (jnp.float32(0), jnp.float32(0)))
+        n = jnp.maximum(n, 1).astype(jnp.float32)
+        return loss / n, correct / n
+
+    def evaluate(params, net: NetArrays, data: TrainingData, train_blocks, test_blocks):
+        n_max = data.x_train.shape[1]
+        subset = _subset(net, data.n_train[net.dataset], n_max)
+        train_loss, train_acc = over_blocks(
+            params, net, data.x_train[net.dataset], data.y_train[net.dataset], subset,
+            net.n_train, train_blocks)
+        m_max = data.x_test.shape[1]
+        test_loss, test_acc = over_blocks(
+            params, net, data.x_test[net.dataset], data.y_test[net.dataset],
+            jnp.arange(m_max), data.n_test[net.dataset], test_blocks)
+        return {"train_loss": train_loss, "train_acc": train_acc,
+                "test_loss": test_loss, "test_acc": test_acc}
+
+    return evaluate
+
+
+# --------------------------------------------------------------------------- populations
+
+
+def population_mesh(devices=None) -> Mesh:
+    return Mesh(np.array(devices if devices is not None else jax.devices()), ("pop",))
+
+
+@dataclasses.dataclass
+class Timer:
+    compile_s: float = 0.0
+    run_s: float = 0.0
+
+
+class PopulationTrainer:
+    """Trains chunks of one or more groups, compiling each (group, size) once.
+
+    Args:
+      input_shape, num_classes: of every network in the zoo.
+      data: the zoo's stacked datasets (moved to the devices once, replicated).
+      mesh: devices to shard the population axis over.
+    """
+
+    def __init__(self, input_shape, num_classes, data: TrainingData, mesh: Mesh | None = None):
+        self.input_shape, self.num_classes = tuple(input_shape), num_classes
+        self.mesh = mesh or population_mesh()
+        self.pop_sharding = NamedSharding(self.mesh, PartitionSpec("pop"))
+        self.replicated = NamedSharding(self.mesh, PartitionSpec())
+        self.data = jax.device_put(data, self.replicated)
+        self.timer = Timer()
+        self._compiled: dict = {}
+
+    @property
+    def num_devices(self) -> int:
+        return self.mesh.devices.size
+
+    def _compile(self, name, fn, *args):
+        cache_key = (name, jax.tree.map(lambda a: (a.shape, a.dtype), args))
+        cache_key = (name, str(jax.tree.structure(args)), str(cache_key[1]))
+        if cache_key not in self._compiled:
+            t = time.perf_counter()
+            self._compiled[cache_key] = jax.jit(fn).lower(*args).compile(COMPILER_OPTIONS)
+            self.timer.compile_s += time.perf_counter() - t
+        return self._compiled[cache_key]
+
+    def _run(self, compiled, *args):
+        t = time.perf_counter()
+        out = jax.block_until_ready(compiled(*args))
+        self.timer.run_s += time.perf_counter() - t
+        return out
+
+    def train(self, key: GroupKey, nets: NetArrays, epochs: int, checkpoint_epochs: Sequence[int],
+              on_epoch: Callable[[int], None] | None = None) -> dict:
+        """Train the population `nets` of group `key`.
+
+        Returns ``{"checkpoints": {epoch: (params, metrics)}, "diverged", "diverged_epoch",
+        "train_loss"}`` as numpy arrays with the population axis first (padding removed).
+        """
+        n = nets.seed.shape[0]
+        n_pad = -(-n // self.num_devices) * self.num_devices
+        # Padding networks repeat the first one; their results are dropped.
+        nets_np = jax.tree.map(lambda a: np.concatenate([a, np.repeat(a[:1], n_pad - n, 0)]), nets)
+        nets_dev = jax.device_put(nets_np, self.pop_sharding)
+        cfg = (key, self.input_shape, self.num_classes)
+        init_fn = jax.vmap(make_init(*cfg))
+        epoch_fn = jax.vmap(make_train_epoch(*cfg), in_axes=(0, 0, None, None, None))
+        eval_fn = jax.vmap(make_evaluate(key), in_axes=(0, 0, None, None, None))
+
+        state = self._run(self._compile(("init", cfg), init_fn, nets_dev), nets_dev)
+        n_max_train = int(np.max(nets_np.n_train))
+        num_steps = np.int32(-(-n_max_train // key.batch_size))
+        train_blocks = np.int32(-(-n_max_train // EVAL_BLOCK))
+        test_blocks = np.int32(-(-int(np.max(np.asarray(self.data.n_test))) // EVAL_BLOCK))
+        epoch_c = self._compile(("epoch", cfg), epoch_fn, state, nets_dev, self.data,
+                                np.int32(0), num_steps)
+        eval_c = self._compile(("eval", cfg), eval_fn, state.params, nets_dev, self.data,
+                               train_blocks, test_blocks)
+        checkpoints, losses = {}, []
+        for epoch in range(1, epochs + 1):
+            state, loss = self._run(epoch_c, state, nets_dev, self.data, np.int32(epoch), num_steps)
+            losses.append(np.asarray(loss)[:n])
+            if epoch in checkpoint_epochs:
+                metrics = self._run(eval_c, state.params, nets_dev, self.data, train_blocks,
+                                    test_blocks)
+                checkpoints[epoch] = (
+                    jax.tree.map(lambda a: np.asarray(a)[:n], state.params),
+                    {k: np.asarray(v)[:n] for k, v in metrics.items()},
+                )
+            if on_epoch is not None:
+                on_epoch(epoch)
+        return {
+            "checkpoints": checkpoints,
+            "diverged": np.asarray(state.diverged)[:n],
+            "diverged_epoch": np.asarray(state.diverged_epoch)[:n],
+            "train_loss": np.stack(losses, 1),
+        }
