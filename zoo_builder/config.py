@@ -271,7 +271,8 @@ def _parse_distribution(raw: Any, error) -> Distribution:
             raise error(f"expected one of choice/uniform/log_uniform/int_uniform, got {raw!r}")
         (kind, values), = raw.items()
         if kind not in ("choice", "uniform", "log_uniform", "int_uniform"):
-            raise error(f"unknown distribution {kind!r}; expected choice, uniform, log_uniform or int_uniform")
+            raise error(
+                f"unknown distribution {kind!r}; expected choice, uniform, log_uniform or int_uniform")
         if not isinstance(values, list) or not values:
             raise error(f"{kind} needs a non-empty list, got {values!r}")
         if kind != "choice" and len(values) != 2:

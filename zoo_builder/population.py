@@ -234,15 +234,10 @@ def init_params(key: GroupKey, shapes, net: NetArrays) -> list[dict[str, jax.Arr
         crop = tuple(slice(0, s) for s in kshape)
         normal = jax.random.normal(k_norm, full)[crop]
         uniform = jax.random.uniform(k_unif, full, minval=-1.0, maxval=1.0)[crop]
-        w = jax.lax.switch(
-            net.init,
-            [
-                lambda: normal * jnp.sqrt(2.0 / fan_in),  # he_normal
-                lambda: normal * jnp.sqrt(2.0 / (fan_in + fan_out)),  # glorot_normal
-                lambda: normal * jnp.sqrt(1.0 / fan_in),  # lecun_normal
-                lambda: uniform * jnp.sqrt(6.0 / (fan_in + fan_out)),  # glorot_uniform
-            ],
-        )
+        # Scales of he_normal, glorot_normal, lecun_normal, glorot_uniform (order of INITS).
+        scale = jnp.stack([jnp.sqrt(2.0 / fan_in), jnp.sqrt(2.0 / (fan_in + fan_out)),
+                           jnp.sqrt(1.0 / fan_in), jnp.sqrt(6.0 / (fan_in + fan_out))])[net.init]
+        w = jnp.where(net.init == INITS.index("glorot_uniform"), uniform, normal) * scale
         params.append({"kernel": w * net.init_scale * mask["kernel"], "bias": jnp.zeros(bshape)})
     return params
 

@@ -1,0 +1,1 @@
+"""benchmark: see the project's open issues; this package is not implemented yet."""

@@ -1,0 +1,352 @@
+"""Building a zoo: plan chunks, train each population, write it, resume, shard, merge.
+
+A build is a deterministic list of chunks (networks of one `GroupKey`, sorted by
+training-set size so a chunk wastes few masked steps). Each finished chunk is
+written at once (weights, then its table part), so an interrupted build resumes
+by skipping finished chunks. `--shard I/N` trains chunks ``j`` with ``j % N == I``;
+`merge_zoos` joins the shards into the zoo a single build writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from zoo_builder import storage
+from zoo_builder.config import NetworkConfig, ZooConfig, config_from_dict, sample_networks
+from zoo_builder.datasets import Dataset, load_dataset
+from zoo_builder.population import GroupKey, PopulationTrainer, group_key, net_arrays, stack_datasets, \
+    train_size
+
+PARTS_DIR = "parts"
+LIBRARIES = ("zoobench", "jax", "jaxlib", "flax", "optax", "numpy", "safetensors", "pyarrow")
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    name: str
+    key: GroupKey
+    nets: tuple[NetworkConfig, ...]
+
+
+def load_zoo_datasets(cfg: ZooConfig) -> dict[str, Dataset]:
+    """Every dataset the config can draw, loaded at the zoo's input shape."""
+    return {
+        name: load_dataset(name, cfg.input_shape, max_train=cfg.max_train, max_test=cfg.max_test)
+        for name in cfg.datasets.support()
+    }
+
+
+def plan_chunks(cfg: ZooConfig, nets: Sequence[NetworkConfig], n_available: dict[str, int]) -> list[Chunk]:
+    """Split the networks into chunks: one group key each, at most `chunk_size` networks."""
+    groups: dict[GroupKey, list[NetworkConfig]] = {}
+    for net in nets:
+        groups.setdefault(group_key(net, cfg.width_buckets), []).append(net)
+    chunks = []
+    for key in sorted(groups):
+        members = sorted(groups[key], key=lambda n: (train_size(n, n_available[n.dataset]), n.index))
+        n_chunks = -(-len(members) // cfg.chunk_size)
+        for j, part in enumerate(np.array_split(np.arange(len(members)), n_chunks)):
+            chunks.append(Chunk(f"{key.label()}-{j:03d}", key, tuple(members[i] for i in part)))
+    return chunks
+
+
+def _rows(chunk: Chunk, result: dict, n_available: dict[str, int], datasets: dict[str, Dataset],
+          weights_file: str) -> pd.DataFrame:
+    rows = []
+    epochs = chunk.nets[0].epochs
+    for r, net in enumerate(chunk.nets):
+        div_epoch = int(result["diverged_epoch"][r])
+        for epoch, (_, m) in sorted(result["checkpoints"].items()):
+            diverged = bool(result["diverged"][r]) and div_epoch <= epoch
+            train_acc, test_acc = float(m["train_acc"][r]), float(m["test_acc"][r])
+            rows.append({
+                "network_id": net.network_id,
+                "index": net.index,
+                "epoch": epoch,
+                "final": epoch == epochs,
+                "family": net.arch.family,
+                "depth": net.arch.depth,
+                "hidden": "-".join(map(str, net.arch.hidden)),
+                "max_width": max(net.arch.hidden),
+                "activation": net.arch.activation,
+                "n_params": net.arch.num_params(),
+                "dataset": net.dataset,
+                "dataset_base": datasets[net.dataset].base,
+                "optimizer": net.optimizer,
+                "learning_rate": net.learning_rate,
+                "weight_decay": net.weight_decay,
+                "momentum": net.momentum,
+                "init": net.init,
+                "init_scale": net.init_scale,
+                "dropout": net.dropout,
+                "batch_size": net.batch_size,
+                "train_fraction": net.train_fraction,
+                "n_train": train_size(net, n_available[net.dataset]),
+                "epochs": epochs,
+                "seed": net.seed,
+                "train_acc": train_acc,
+                "train_loss": float(m["train_loss"][r]),
+                "test_acc": test_acc,
+                "test_loss": float(m["test_loss"][r]),
+                "gen_gap": train_acc - test_acc,
+                "status": "diverged" if diverged else "ok",
+                "diverged_epoch": div_epoch if diverged else 0,
+                "group": chunk.key.label(),
+                "weights_file": weights_file,
+                "weights_row": r,
+            })
+    return pd.DataFrame(rows)
+
+
+def _chunk_done(root: Path, chunk: Chunk) -> bool:
+    """A chunk is done when its table part exists and records its weights' checksum."""
+    part = root / PARTS_DIR / f"{chunk.name}.parquet"
+    weights = root / storage.WEIGHTS_DIR / f"{chunk.name}.safetensors"
+    sha_file = root / PARTS_DIR / f"{chunk.name}.sha256"
+    if not (part.is_file() and weights.is_file() and sha_file.is_file()):
+        return False
+    return sha_file.read_text().strip() == storage.sha256_file(weights)
+
+
+def _write_chunk(root: Path, chunk: Chunk, result: dict, table: pd.DataFrame) -> None:
+    tensors = {}
+    for epoch, (params, _) in result["checkpoints"].items():
+        for i, layer in enumerate(params):
+            for param, value in layer.items():
+                tensors[storage.tensor_name(epoch, i, param)] = np.asarray(value, np.float32)
+    weights = root / storage.WEIGHTS_DIR / f"{chunk.name}.safetensors"
+    meta = {"group": chunk.key.label(), "network_ids": json.dumps([n.network_id for n in chunk.nets])}
+    storage.write_weights(weights, tensors, meta)
+    storage.write_table(root / PARTS_DIR / f"{chunk.name}.parquet", table)
+    # Written last: its presence with a matching checksum marks the chunk finished.
+    with storage.atomic_path(root / PARTS_DIR / f"{chunk.name}.sha256") as tmp:
+        tmp.write_text(storage.sha256_file(weights) + "\n")
+
+
+def _library_versions() -> dict[str, str]:
+    out = {}
+    for lib in LIBRARIES:
+        try:
+            out[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            out[lib] = "not installed"
+    return out
+
+
+def weights_fingerprint(files: dict[str, str]) -> str:
+    """sha256 over the sorted (name, sha256) of the weight files: identifies a zoo's networks."""
+    blob = json.dumps(sorted((k, v) for k, v in files.items() if k.startswith(storage.WEIGHTS_DIR)))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _finalize(root: Path, cfg: ZooConfig, datasets: dict[str, Dataset], table: pd.DataFrame,
+              shard: tuple[int, int] | None, build_info: dict) -> dict:
+    table = table.sort_values(["index", "epoch"]).reset_index(drop=True)
+    storage.write_table(root / storage.TABLE, table)
+    files = {}
+    for path in sorted((root / storage.WEIGHTS_DIR).glob("*.safetensors")):
+        files[f"{storage.WEIGHTS_DIR}/{path.name}"] = storage.sha256_file(path)
+    files[storage.TABLE] = storage.sha256_file(root / storage.TABLE)
+    manifest = {
+        "format": storage.FORMAT,
+        "format_version": storage.FORMAT_VERSION,
+        "name": cfg.name,
+        "config": cfg.to_dict(),
+        "config_fingerprint": cfg.fingerprint(),
+        "datasets": {
+            name: {"base": ds.base, "fingerprint": ds.fingerprint,
+                   "n_train": int(len(ds.y_train)), "n_test": int(len(ds.y_test))}
+            for name, ds in datasets.items()
+        },
+        "num_networks": int(table["network_id"].nunique()),
+        "shard": None if shard is None else {"index": shard[0], "count": shard[1]},
+        "files": files,
+        "weights_fingerprint": weights_fingerprint(files),
+        "library_versions": _library_versions(),
+        "build": build_info,
+    }
+    storage.write_json(root / storage.MANIFEST, manifest)
+    shutil.rmtree(root / PARTS_DIR, ignore_errors=True)
+    return manifest
+
+
+def _check_target(root: Path, cfg: ZooConfig, shard) -> None:
+    """Refuse to resume into a directory built from another config or shard."""
+    stamp = root / PARTS_DIR / "config.json"
+    want = {"config_fingerprint": cfg.fingerprint(), "shard": list(shard) if shard else None}
+    if stamp.is_file():
+        have = json.loads(stamp.read_text())
+        if have != want:
+            raise storage.ZooError(
+                f"{stamp}: this unfinished build was started with another config or shard "
+                f"({have}); use another --out or delete it")
+    else:
+        storage.write_json(stamp, want)
+
+
+@dataclasses.dataclass
+class BuildReport:
+    path: Path
+    num_networks: int
+    chunks_trained: int
+    chunks_skipped: int
+    compile_s: float
+    run_s: float
+    wall_s: float
+    manifest: dict
+
+
+def build_zoo(cfg: ZooConfig, out: str | Path, shard: tuple[int, int] | None = None,
+              progress: bool = True, devices=None,
+              on_chunk: Callable[[Chunk], None] | None = None) -> BuildReport:
+    """Build (or resume, or reuse) the zoo of `cfg` in directory `out`.
+
+    Args:
+      cfg: the zoo config.
+      out: target directory; finished chunks already there are kept.
+      shard: (I, N) to build only chunks j with j % N == I.
+      progress: show a progress bar (networks/s and ETA) on stderr.
+      devices: JAX devices to shard populations over (default: all local devices).
+      on_chunk: called after each chunk is written (tests use it to interrupt a build).
+    """
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    root = Path(out)
+    if shard is not None and not (0 <= shard[0] < shard[1]):
+        raise ValueError(f"shard must be I/N with 0 <= I < N, got {shard[0]}/{shard[1]}")
+    if (root / storage.MANIFEST).is_file():
+        manifest = storage.read_manifest(root)
+        same_shard = manifest.get("shard") == (None if shard is None else
+                                               {"index": shard[0], "count": shard[1]})
+        if manifest.get("config_fingerprint") == cfg.fingerprint() and same_shard:
+            problems = storage.verify_files(root, manifest)
+            if problems:
+                raise storage.ZooError("; ".join(problems))
+            return BuildReport(root, manifest["num_networks"], 0, 0, 0.0, 0.0,
+                               time.perf_counter() - t0, manifest)
+        raise storage.ZooError(
+            f"{root / storage.MANIFEST}: {root} holds a zoo of another config or shard; "
+            "choose another --out")
+    root.mkdir(parents=True, exist_ok=True)
+    _check_target(root, cfg, shard)
+
+    nets = sample_networks(cfg)
+    datasets = load_zoo_datasets(cfg)
+    n_available = {name: len(ds.y_train) for name, ds in datasets.items()}
+    chunks = plan_chunks(cfg, nets, n_available)
+    if shard is not None:
+        chunks = [c for j, c in enumerate(chunks) if j % shard[1] == shard[0]]
+
+    bases = sorted({ds.base for ds in datasets.values()})
+    base_data = {ds.base: ds for ds in datasets.values()}
+    data = stack_datasets([(base_data[b].x_train, _base_labels(base_data[b]), base_data[b].x_test,
+                            _base_labels(base_data[b], test=True)) for b in bases])
+    dataset_index = {name: bases.index(ds.base) for name, ds in datasets.items()}
+    label_maps = {name: ds.label_map for name, ds in datasets.items()}
+
+    todo = [c for c in chunks if not _chunk_done(root, c)]
+    trainer = PopulationTrainer(cfg.input_shape, cfg.num_classes, data, _mesh(devices)) if todo else None
+    total = sum(len(c.nets) for c in chunks)
+    done = total - sum(len(c.nets) for c in todo)
+    bar = tqdm(total=total, initial=done, unit="net", desc=f"zoo {cfg.name}", disable=not progress,
+               dynamic_ncols=True, smoothing=0.1)
+    for chunk in todo:
+        arrays = net_arrays(chunk.nets, dataset_index, label_maps, n_available, chunk.key.depth)
+        step = len(chunk.nets) / cfg.epochs
+        bar.set_postfix_str(chunk.key.label())
+        result = trainer.train(chunk.key, arrays, cfg.epochs, cfg.checkpoint_epochs,
+                               on_epoch=lambda _e, s=step: bar.update(s))
+        rel = f"{storage.WEIGHTS_DIR}/{chunk.name}.safetensors"
+        _write_chunk(root, chunk, result, _rows(chunk, result, n_available, datasets, rel))
+        if on_chunk is not None:
+            on_chunk(chunk)
+    bar.close()
+
+    parts = [storage.read_table(root / PARTS_DIR / f"{c.name}.parquet") for c in chunks]
+    table = pd.concat(parts, ignore_index=True) if parts else _rows_empty()
+    compile_s = trainer.timer.compile_s if trainer else 0.0
+    run_s = trainer.timer.run_s if trainer else 0.0
+    import jax  # noqa: PLC0415
+
+    build_info = {"devices": [str(d) for d in (devices or jax.devices())],
+                  "compile_s": round(compile_s, 3), "run_s": round(run_s, 3),
+                  "wall_s": round(time.perf_counter() - t0, 3), "chunks": len(chunks)}
+    manifest = _finalize(root, cfg, datasets, table, shard, build_info)
+    return BuildReport(root, manifest["num_networks"], len(todo), len(chunks) - len(todo),
+                       compile_s, run_s, time.perf_counter() - t0, manifest)
+
+
+def _rows_empty() -> pd.DataFrame:
+    return pd.DataFrame({"network_id": pd.Series(dtype=str), "index": pd.Series(dtype=int),
+                         "epoch": pd.Series(dtype=int)})
+
+
+def _base_labels(ds: Dataset, test: bool = False) -> np.ndarray:
+    """The base dataset's original labels (undo the label map; networks apply their own)."""
+    y = ds.y_test if test else ds.y_train
+    return np.argsort(ds.label_map)[y]
+
+
+def _mesh(devices):
+    from zoo_builder.population import population_mesh  # noqa: PLC0415
+
+    return population_mesh(devices)
+
+
+def merge_zoos(paths: Sequence[str | Path], out: str | Path) -> dict:
+    """Join the shards of one sharded build into the zoo a single build writes."""
+    manifests = [storage.read_manifest(Path(p)) for p in paths]
+    first = manifests[0]
+    for p, m in zip(paths, manifests, strict=True):
+        if m["config_fingerprint"] != first["config_fingerprint"]:
+            raise storage.ZooError(f"{Path(p) / storage.MANIFEST}: built from another config than {paths[0]}")
+        if m.get("shard") is None:
+            raise storage.ZooError(f"{Path(p) / storage.MANIFEST}: not a shard (built without --shard)")
+        problems = storage.verify_files(Path(p), m)
+        if problems:
+            raise storage.ZooError("; ".join(problems))
+    count = first["shard"]["count"]
+    indices = sorted(m["shard"]["index"] for m in manifests)
+    if indices != list(range(count)) or any(m["shard"]["count"] != count for m in manifests):
+        raise storage.ZooError(f"need each of the {count} shards exactly once, got shard indices {indices}")
+    root = Path(out)
+    if (root / storage.MANIFEST).exists():
+        raise storage.ZooError(f"{root / storage.MANIFEST}: already exists; choose another --out")
+    (root / storage.WEIGHTS_DIR).mkdir(parents=True, exist_ok=True)
+    tables = []
+    for p in paths:
+        for f in sorted((Path(p) / storage.WEIGHTS_DIR).glob("*.safetensors")):
+            with storage.atomic_path(root / storage.WEIGHTS_DIR / f.name) as tmp:
+                shutil.copyfile(f, tmp)
+        tables.append(storage.read_table(Path(p) / storage.TABLE))
+    cfg = config_from_dict(first["config"], source=str(Path(paths[0]) / storage.MANIFEST))
+    datasets = _DatasetInfo.from_manifest(first)
+    build_info = {"merged_from": [str(p) for p in paths],
+                  "shards": [m["build"] for m in manifests]}
+    return _finalize(root, cfg, datasets, pd.concat(tables, ignore_index=True), None, build_info)
+
+
+@dataclasses.dataclass(frozen=True)
+class _DatasetInfo:
+    """The manifest's record of a dataset, enough to write a merged manifest."""
+
+    base: str
+    fingerprint: str
+    y_train: np.ndarray
+    y_test: np.ndarray
+
+    @classmethod
+    def from_manifest(cls, manifest: dict) -> dict[str, _DatasetInfo]:
+        return {name: cls(d["base"], d["fingerprint"], np.empty(d["n_train"]), np.empty(d["n_test"]))
+                for name, d in manifest["datasets"].items()}

@@ -1,0 +1,214 @@
+"""The `zoobench` command line.
+
+Every command that reports something takes `--json` and then prints exactly one
+JSON document on stdout (progress bars and logs go to stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def _enable_compile_cache() -> None:
+    """Reuse XLA compilations across runs (a zoo rebuild, a resumed build, the tests)."""
+    import jax  # noqa: PLC0415
+
+    cache = os.environ.get("ZOOBENCH_COMPILE_CACHE", str(Path.home() / ".cache" / "zoobench" / "xla"))
+    if cache and cache.lower() not in ("0", "off", "none"):
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def _emit(args, doc: dict, text: str) -> None:
+    if getattr(args, "json", False):
+        json.dump(doc, sys.stdout, indent=2, sort_keys=True, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(text)
+
+
+def _parse_shard(value: str) -> tuple[int, int]:
+    try:
+        i, n = (int(v) for v in value.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N such as 0/4, got {value!r}") from None
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"expected 0 <= I < N, got {value!r}")
+    return i, n
+
+
+# --------------------------------------------------------------------------- zoo commands
+
+
+def cmd_zoo_build(args) -> int:
+    from zoo_builder.build import build_zoo  # noqa: PLC0415
+    from zoo_builder.config import load_config, load_preset  # noqa: PLC0415
+
+    cfg = load_config(args.config) if args.config else load_preset(args.preset)
+    out = Path(args.out) if args.out else Path("zoos") / cfg.name
+    _enable_compile_cache()
+    report = build_zoo(cfg, out, shard=args.shard, progress=not args.no_progress)
+    doc = {
+        "path": str(report.path),
+        "num_networks": report.num_networks,
+        "chunks_trained": report.chunks_trained,
+        "chunks_skipped": report.chunks_skipped,
+        "compile_s": round(report.compile_s, 2),
+        "run_s": round(report.run_s, 2),
+        "wall_s": round(report.wall_s, 2),
+        "weights_fingerprint": report.manifest["weights_fingerprint"],
+    }
+    text = (f"zoo {cfg.name}: {report.num_networks} networks in {report.path} "
+            f"({report.chunks_trained} chunks trained, {report.chunks_skipped} reused; "
+            f"compile {report.compile_s:.1f}s, run {report.run_s:.1f}s, wall {report.wall_s:.1f}s)")
+    _emit(args, doc, text)
+    return EXIT_OK
+
+
+def cmd_zoo_merge(args) -> int:
+    from zoo_builder.build import merge_zoos  # noqa: PLC0415
+
+    manifest = merge_zoos(args.shards, args.out)
+    doc = {"path": args.out, "num_networks": manifest["num_networks"],
+           "weights_fingerprint": manifest["weights_fingerprint"]}
+    _emit(args, doc, f"merged {len(args.shards)} shards into {args.out}: {manifest['num_networks']} networks")
+    return EXIT_OK
+
+
+def zoo_summary(zoo) -> dict:
+    """Counts and accuracy distributions of a zoo's final checkpoints."""
+    final = zoo.final
+    ok = final[final["status"] == "ok"]
+
+    def counts(col):
+        return {str(k): int(v) for k, v in final[col].value_counts().sort_index().items()}
+
+    def dist(values):
+        q = values.quantile([0.0, 0.25, 0.5, 0.75, 1.0]).round(4).tolist() if len(values) else []
+        return {"mean": round(float(values.mean()), 4) if len(values) else None, "quantiles": q}
+
+    arch = (final["family"] + "-d" + final["depth"].astype(str)).value_counts().sort_index()
+    return {
+        "path": str(zoo.root),
+        "name": zoo.name,
+        "num_networks": int(len(final)),
+        "checkpoint_epochs": sorted(int(e) for e in zoo.table["epoch"].unique()),
+        "weights_fingerprint": zoo.weights_fingerprint,
+        "datasets": counts("dataset"),
+        "optimizers": counts("optimizer"),
+        "families": counts("family"),
+        "architectures": {str(k): int(v) for k, v in arch.items()},
+        "activations": counts("activation"),
+        "diverged": int((final["status"] == "diverged").sum()),
+        "test_acc": dist(ok["test_acc"]),
+        "test_acc_by_dataset": {str(k): dist(g["test_acc"]) for k, g in ok.groupby("dataset")},
+        "gen_gap": dist(ok["gen_gap"]),
+        "build": zoo.manifest.get("build", {}),
+    }
+
+
+def cmd_zoo_info(args) -> int:
+    from zoo_builder.storage import load_zoo  # noqa: PLC0415
+
+    s = zoo_summary(load_zoo(args.zoo))
+    lines = [f"zoo {s['name']} at {s['path']}: {s['num_networks']} networks, "
+             f"checkpoints at epochs {s['checkpoint_epochs']}, {s['diverged']} diverged"]
+    for title in ("datasets", "optimizers", "architectures", "activations"):
+        lines.append(f"  {title:<13} " + ", ".join(f"{k}: {v}" for k, v in s[title].items()))
+    lines.append(f"  test acc      mean {s['test_acc']['mean']}, quartiles {s['test_acc']['quantiles']}")
+    for ds, d in s["test_acc_by_dataset"].items():
+        lines.append(f"    {ds:<14} mean {d['mean']}, quartiles {d['quantiles']}")
+    lines.append(f"  gen gap       mean {s['gen_gap']['mean']}, quartiles {s['gen_gap']['quantiles']}")
+    lines.append(f"  weights fingerprint {s['weights_fingerprint']}")
+    _emit(args, s, "\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_zoo_verify(args) -> int:
+    from zoo_builder.storage import verify_zoo  # noqa: PLC0415
+
+    problems = verify_zoo(args.zoo)
+    doc = {"path": args.zoo, "ok": not problems, "problems": problems}
+    text = f"{args.zoo}: all files intact" if not problems else "\n".join(problems)
+    _emit(args, doc, text)
+    return EXIT_OK if not problems else EXIT_ERROR
+
+
+def cmd_zoo_preset(args) -> int:
+    from zoo_builder.config import preset_path  # noqa: PLC0415
+
+    sys.stdout.write(preset_path(args.name).read_text(encoding="utf-8"))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zoobench", description="Model-zoo benchmark for learning over neural networks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    zoo = sub.add_parser("zoo", help="build, inspect and verify zoos of trained networks")
+    zsub = zoo.add_subparsers(dest="zoo_command", required=True)
+
+    b = zsub.add_parser("build", help="train a zoo from a preset or a TOML config (resumable)")
+    src = b.add_mutually_exclusive_group()
+    src.add_argument("--preset", default="small", choices=["tiny", "small", "paper"],
+                     help="a config shipped with zoobench (default: small)")
+    src.add_argument("--config", help="a zoo config TOML file (start from `zoobench zoo preset NAME`)")
+    b.add_argument("--out", help="zoo directory (default: zoos/NAME)")
+    b.add_argument("--shard", type=_parse_shard, help="build only slice I of N (for array jobs), e.g. 0/4")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--json", action="store_true", help="print one JSON document")
+    b.set_defaults(func=cmd_zoo_build)
+
+    m = zsub.add_parser("merge", help="join the shards of a sharded build into one zoo")
+    m.add_argument("shards", nargs="+", help="shard directories (each built with --shard I/N)")
+    m.add_argument("--out", required=True, help="directory of the merged zoo")
+    m.add_argument("--json", action="store_true", help="print one JSON document")
+    m.set_defaults(func=cmd_zoo_merge)
+
+    i = zsub.add_parser("info", help="summarise a zoo: counts, accuracies, diverged networks")
+    i.add_argument("zoo", help="zoo directory")
+    i.add_argument("--json", action="store_true", help="print one JSON document")
+    i.set_defaults(func=cmd_zoo_info)
+
+    v = zsub.add_parser("verify", help="check every file of a zoo against its manifest's checksums")
+    v.add_argument("zoo", help="zoo directory")
+    v.add_argument("--json", action="store_true", help="print one JSON document")
+    v.set_defaults(func=cmd_zoo_verify)
+
+    p = zsub.add_parser("preset", help="print a preset's TOML config, to copy and edit")
+    p.add_argument("name", choices=["tiny", "small", "paper"])
+    p.set_defaults(func=cmd_zoo_preset)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from zoo_builder.config import ConfigError  # noqa: PLC0415
+    from zoo_builder.storage import ZooError  # noqa: PLC0415
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, ZooError, ValueError, KeyError, FileNotFoundError) as e:
+        msg = str(e) if not isinstance(e, KeyError) else str(e.args[0])
+        if getattr(args, "json", False):
+            json.dump({"error": msg}, sys.stdout)
+            sys.stdout.write("\n")
+        print(f"zoobench: error: {msg}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("zoobench: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""The zoo on disk: manifest (JSON), metadata table (Parquet), weights (safetensors).
+
+Layout of a zoo directory (docs/zoo_format.md is the contract):
+
+    manifest.json        format version, config, dataset fingerprints, sha256 of every file
+    networks.parquet     one row per network checkpoint
+    weights/CHUNK.safetensors  the checkpoints of one training chunk, stacked
+
+Nothing is pickled. Every file is written atomically (temporary file, fsync,
+rename), so an interrupted build never leaves a half-written file under its
+final name. A zoo is complete when its manifest exists; the manifest is written
+last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file
+
+from zoo_builder.architecture import ArchSpec
+
+FORMAT = "zoobench-zoo"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+TABLE = "networks.parquet"
+WEIGHTS_DIR = "weights"
+MAX_MANIFEST_BYTES = 64 << 20
+
+
+class ZooError(Exception):
+    """A zoo directory is missing, corrupted or of another format; the message names the file."""
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success, fsync and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, doc: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def write_table(path: Path, table: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pandas(table, preserve_index=False), tmp)
+
+
+def write_weights(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
+    with atomic_path(path) as tmp:
+        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp, metadata=metadata)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    try:
+        return pq.read_table(path).to_pandas()
+    except (OSError, pa.ArrowException) as e:
+        raise ZooError(f"{path}: not a readable Parquet table ({e})") from e
+
+
+def tensor_name(epoch: int, layer: int, param: str) -> str:
+    return f"epoch{epoch}/layer{layer}/{param}"
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def read_manifest(root: Path) -> dict:
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        raise ZooError(f"{path}: missing; {root} is not a complete zoo (an unfinished build? run it again)")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ZooError(f"{path}: larger than {MAX_MANIFEST_BYTES} bytes; not a zoo manifest")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ZooError(f"{path}: not valid JSON ({e}); the file is corrupted") from e
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ZooError(f"{path}: not a zoobench zoo manifest (format {doc.get('format')!r})")
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise ZooError(
+            f"{path}: format version {doc.get('format_version')!r}; this zoobench reads {FORMAT_VERSION}")
+    files = doc.get("files")
+    if not isinstance(files, dict) or TABLE not in files:
+        raise ZooError(f"{path}: has no file checksums")
+    for rel in files:
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise ZooError(f"{path}: file entry {rel!r} points outside the zoo")
+    return doc
+
+
+def verify_files(root: Path, manifest: dict, names: list[str] | None = None) -> list[str]:
+    """Problems found checking `names` (default: every file) against the manifest's sha256."""
+    root = Path(root)
+    problems = []
+    for rel in names if names is not None else sorted(manifest["files"]):
+        expected = manifest["files"].get(rel)
+        path = root / rel
+        if expected is None:
+            problems.append(f"{path}: not listed in the manifest")
+        elif not path.is_file():
+            problems.append(f"{path}: missing")
+        elif sha256_file(path) != expected:
+            problems.append(f"{path}: checksum mismatch (corrupted or modified)")
+    return problems
+
+
+def verify_zoo(root: str | Path) -> list[str]:
+    """Every problem with a zoo directory; an empty list means it is intact."""
+    try:
+        manifest = read_manifest(Path(root))
+    except ZooError as e:
+        return [str(e)]
+    return verify_files(Path(root), manifest)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class Zoo:
+    """A zoo on disk: its manifest, its metadata table and lazy access to weights.
+
+    The manifest's and the table's checksums are verified on load; each weights
+    file is verified the first time it is read, so corrupted data is never used.
+    """
+
+    def __init__(self, root: str | Path, verify: bool = True):
+        self.root = Path(root)
+        self.manifest = read_manifest(self.root)
+        self._verify = verify
+        if verify:
+            problems = verify_files(self.root, self.manifest, [TABLE])
+            if problems:
+                raise ZooError("; ".join(problems))
+        self.table = read_table(self.root / TABLE)
+        self._row_of: dict[tuple[str, int], int] = {
+            (nid, int(e)): i for i, (nid, e) in enumerate(
+                zip(self.table["network_id"], self.table["epoch"], strict=True))
+        }
+        self._verified: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"Zoo({str(self.root)!r}, networks={self.num_networks})"
+
+    @property
+    def name(self) -> str:
+        return self.manifest["config"]["zoo"]["name"]
+
+    @property
+    def num_networks(self) -> int:
+        return int(self.table["network_id"].nunique())
+
+    @property
+    def weights_fingerprint(self) -> str:
+        return self.manifest["weights_fingerprint"]
+
+    @property
+    def final(self) -> pd.DataFrame:
+        """One row per network: its final checkpoint."""
+        return self.table[self.table["final"]].reset_index(drop=True)
+
+    def row(self, network_id: str, epoch: int | None = None) -> pd.Series:
+        if epoch is None:
+            epoch = int(self.manifest["config"]["zoo"]["epochs"])
+        try:
+            return self.table.iloc[self._row_of[(network_id, int(epoch))]]
+        except KeyError:
+            raise KeyError(f"{self.root}: no network {network_id!r} at epoch {epoch}") from None
+
+    def arch(self, network_id: str) -> ArchSpec:
+        row = self.row(network_id)
+        return ArchSpec(
+            family=row["family"],
+            input_shape=tuple(self.manifest["config"]["zoo"]["input_shape"]),
+            hidden=tuple(int(w) for w in str(row["hidden"]).split("-")),
+            num_classes=int(self.manifest["config"]["zoo"]["num_classes"]),
+            activation=row["activation"],
+        )
+
+    def _open(self, rel: str):
+        if self._verify and rel not in self._verified:
+            problems = verify_files(self.root, self.manifest, [rel])
+            if problems:
+                raise ZooError("; ".join(problems))
+            self._verified.add(rel)
+        try:
+            return safe_open(str(self.root / rel), framework="numpy")
+        except (SafetensorError, OSError) as e:
+            raise ZooError(f"{self.root / rel}: not a readable safetensors file ({e})") from e
+
+    def params(self, network_id: str, epoch: int | None = None) -> list[dict[str, np.ndarray]]:
+        """Canonical parameters (numpy, unpadded) of a network at a checkpoint (default: final)."""
+        row = self.row(network_id, epoch)
+        arch = self.arch(network_id)
+        shapes = arch.layer_shapes()
+        r = int(row["weights_row"])
+        layers = []
+        with self._open(row["weights_file"]) as f:
+            for i, (kshape, bshape) in enumerate(shapes):
+                layer = {}
+                for param, shape in (("kernel", kshape), ("bias", bshape)):
+                    sl = f.get_slice(tensor_name(int(row["epoch"]), i, param))
+                    crop = tuple(slice(0, s) for s in shape)
+                    layer[param] = np.asarray(sl[(slice(r, r + 1), *crop)])[0]
+                layers.append(layer)
+        return layers
+
+
+def load_zoo(path: str | Path, verify: bool = True) -> Zoo:
+    """Open the zoo at `path`: its table now, any network's parameters on demand."""
+    return Zoo(path, verify=verify)
