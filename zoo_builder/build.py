@@ -24,8 +24,14 @@ import pandas as pd
 from zoo_builder import storage
 from zoo_builder.config import NetworkConfig, ZooConfig, config_from_dict, sample_networks
 from zoo_builder.datasets import Dataset, load_dataset
-from zoo_builder.population import GroupKey, PopulationTrainer, group_key, net_arrays, stack_datasets, \
-    train_size
+from zoo_builder.population import (
+    GroupKey,
+    PopulationTrainer,
+    group_key,
+    net_arrays,
+    stack_datasets,
+    train_size,
+)
 
 PARTS_DIR = "parts"
 LIBRARIES = ("zoobench", "jax", "jaxlib", "flax", "optax", "numpy", "safetensors", "pyarrow")
@@ -125,7 +131,9 @@ def _write_chunk(root: Path, chunk: Chunk, result: dict, table: pd.DataFrame) ->
             for param, value in layer.items():
                 tensors[storage.tensor_name(epoch, i, param)] = np.asarray(value, np.float32)
     weights = root / storage.WEIGHTS_DIR / f"{chunk.name}.safetensors"
-    meta = {"group": chunk.key.label(), "network_ids": json.dumps([n.network_id for n in chunk.nets])}
+    # One metadata key: safetensors writes its metadata map in no fixed order.
+    meta = {"zoobench": json.dumps({"group": chunk.key.label(),
+                                    "network_ids": [n.network_id for n in chunk.nets]}, sort_keys=True)}
     storage.write_weights(weights, tensors, meta)
     storage.write_table(root / PARTS_DIR / f"{chunk.name}.parquet", table)
     # Written last: its presence with a matching checksum marks the chunk finished.

@@ -38,7 +38,8 @@ from zoo_builder.architecture import (
 from zoo_builder.config import INITS, NetworkConfig
 
 EVAL_BLOCK = 512
-COMPILER_OPTIONS = {}
+COMPILER_OPTIONS: dict = {}
+_COMPILED: dict = {}  # executables by (function, argument shapes, devices); see PopulationTrainer
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -400,20 +401,21 @@ class PopulationTrainer:
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.data = jax.device_put(data, self.replicated)
         self.timer = Timer()
-        self._compiled: dict = {}
 
     @property
     def num_devices(self) -> int:
         return self.mesh.devices.size
 
     def _compile(self, name, fn, *args):
-        cache_key = (name, jax.tree.map(lambda a: (a.shape, a.dtype), args))
-        cache_key = (name, str(jax.tree.structure(args)), str(cache_key[1]))
-        if cache_key not in self._compiled:
+        """Compile `fn` for these arguments once per process (shared by every trainer)."""
+        shapes = jax.tree.map(lambda a: (a.shape, str(a.dtype)), args)
+        cache_key = (name, str(jax.tree.structure(args)), str(shapes),
+                     tuple(d.id for d in self.mesh.devices.flat))
+        if cache_key not in _COMPILED:
             t = time.perf_counter()
-            self._compiled[cache_key] = jax.jit(fn).lower(*args).compile(COMPILER_OPTIONS)
+            _COMPILED[cache_key] = jax.jit(fn).lower(*args).compile(COMPILER_OPTIONS)
             self.timer.compile_s += time.perf_counter() - t
-        return self._compiled[cache_key]
+        return _COMPILED[cache_key]
 
     def _run(self, compiled, *args):
         t = time.perf_counter()

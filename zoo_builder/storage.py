@@ -37,6 +37,8 @@ MANIFEST = "manifest.json"
 TABLE = "networks.parquet"
 WEIGHTS_DIR = "weights"
 MAX_MANIFEST_BYTES = 64 << 20
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 class ZooError(Exception):
@@ -54,6 +56,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
+    os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         yield tmp
         with open(tmp, "rb") as f:
