@@ -28,6 +28,7 @@ from zoo_builder.population import (
     GroupKey,
     PopulationTrainer,
     group_key,
+    init_population,
     net_arrays,
     stack_datasets,
     train_size,
@@ -273,7 +274,8 @@ def build_zoo(cfg: ZooConfig, out: str | Path, shard: tuple[int, int] | None = N
         arrays = net_arrays(chunk.nets, dataset_index, label_maps, n_available, chunk.key.depth)
         step = len(chunk.nets) / cfg.epochs
         bar.set_postfix_str(chunk.key.label())
-        result = trainer.train(chunk.key, arrays, cfg.epochs, cfg.checkpoint_epochs,
+        params = init_population(chunk.key, cfg.input_shape, cfg.num_classes, chunk.nets)
+        result = trainer.train(chunk.key, arrays, params, cfg.epochs, cfg.checkpoint_epochs,
                                on_epoch=lambda _e, s=step: bar.update(s))
         rel = f"{storage.WEIGHTS_DIR}/{chunk.name}.safetensors"
         _write_chunk(root, chunk, result, _rows(chunk, result, n_available, datasets, rel))

@@ -221,26 +221,47 @@ def _max_shape(family: str, kshape: tuple[int, ...], layer: int, depth: int) -> 
     return (*kshape[:-2], in_dim, out_dim)
 
 
-def init_params(key: GroupKey, shapes, net: NetArrays) -> list[dict[str, jax.Array]]:
-    """Initial parameters of one network (vmapped over a population)."""
-    rng = jax.random.fold_in(jax.random.PRNGKey(net.seed), 1)
-    masks = _masks(key, shapes, net.hidden)
+def _init_scale(init: str, fan_in: float, fan_out: float) -> float:
+    return {
+        "he_normal": math.sqrt(2.0 / fan_in),
+        "glorot_normal": math.sqrt(2.0 / (fan_in + fan_out)),
+        "lecun_normal": math.sqrt(1.0 / fan_in),
+        "glorot_uniform": math.sqrt(6.0 / (fan_in + fan_out)),
+    }[init]
+
+
+def init_params(key: GroupKey, shapes, net: NetworkConfig) -> list[dict[str, np.ndarray]]:
+    """Initial parameters of one network, zero-padded to the bucket's shapes.
+
+    Drawn with numpy on the host from the network's own seed, at the family's
+    maximal shape and then cut: no compilation, and the values do not depend on
+    the bucket. Biases start at zero.
+    """
+    rng = np.random.default_rng([net.seed, 1])
+    widths = (*net.arch.hidden, shapes[-1][0][-1])
     params = []
-    for i, ((kshape, bshape), mask) in enumerate(zip(shapes, masks, strict=True)):
+    for i, (kshape, bshape) in enumerate(shapes):
         receptive = math.prod(kshape[:-2])
-        fan_in = receptive * (kshape[-2] if i == 0 else net.hidden[i - 1].astype(jnp.float32))
-        fan_out = receptive * (net.hidden[i].astype(jnp.float32) if i < key.depth else kshape[-1])
-        k_norm, k_unif = jax.random.split(jax.random.fold_in(rng, i))
+        fan_in = receptive * (kshape[-2] if i == 0 else widths[i - 1])
+        fan_out = receptive * widths[i]
         full = _max_shape(key.family, kshape, i, key.depth)
-        crop = tuple(slice(0, s) for s in kshape)
-        normal = jax.random.normal(k_norm, full)[crop]
-        uniform = jax.random.uniform(k_unif, full, minval=-1.0, maxval=1.0)[crop]
-        # Scales of he_normal, glorot_normal, lecun_normal, glorot_uniform (order of INITS).
-        scale = jnp.stack([jnp.sqrt(2.0 / fan_in), jnp.sqrt(2.0 / (fan_in + fan_out)),
-                           jnp.sqrt(1.0 / fan_in), jnp.sqrt(6.0 / (fan_in + fan_out))])[net.init]
-        w = jnp.where(net.init == INITS.index("glorot_uniform"), uniform, normal) * scale
-        params.append({"kernel": w * net.init_scale * mask["kernel"], "bias": jnp.zeros(bshape)})
+        if net.init == "glorot_uniform":
+            w = rng.uniform(-1.0, 1.0, full).astype(np.float32)
+        else:
+            w = rng.standard_normal(full, dtype=np.float32)
+        w *= _init_scale(net.init, fan_in, fan_out) * net.init_scale
+        kernel = np.zeros(kshape, np.float32)
+        true_in = kshape[-2] if i == 0 else widths[i - 1]
+        kernel[..., :true_in, : widths[i]] = w[..., :true_in, : widths[i]]
+        params.append({"kernel": kernel, "bias": np.zeros(bshape, np.float32)})
     return params
+
+
+def init_population(key: GroupKey, input_shape, num_classes, nets: Sequence[NetworkConfig]):
+    """Initial parameters of a population, stacked on axis 0 (numpy)."""
+    shapes = key.layer_shapes(input_shape, num_classes)
+    per_net = [init_params(key, shapes, n) for n in nets]
+    return jax.tree.map(lambda *leaves: np.stack(leaves), *per_net)
 
 
 def _activation(index: jax.Array) -> Callable[[jax.Array], jax.Array]:
@@ -319,12 +340,11 @@ def make_train_epoch(key: GroupKey, input_shape, num_classes):
     return epoch_fn
 
 
-def make_init(key: GroupKey, input_shape, num_classes):
-    shapes = key.layer_shapes(input_shape, num_classes)
+def make_init(key: GroupKey):
+    """``init(params, net) -> PopState`` for one network: optimizer state and flags."""
     opt = make_optimizer(key.optimizer)
 
-    def init_fn(net: NetArrays) -> PopState:
-        params = init_params(key, shapes, net)
+    def init_fn(params, net: NetArrays) -> PopState:
         return PopState(params, _set_hyperparams(opt.init(params), net), jnp.bool_(False), jnp.int32(0))
 
     return init_fn
@@ -423,9 +443,9 @@ class PopulationTrainer:
         self.timer.run_s += time.perf_counter() - t
         return out
 
-    def train(self, key: GroupKey, nets: NetArrays, epochs: int, checkpoint_epochs: Sequence[int],
+    def train(self, key: GroupKey, nets: NetArrays, params, epochs: int, checkpoint_epochs: Sequence[int],
               on_epoch: Callable[[int], None] | None = None) -> dict:
-        """Train the population `nets` of group `key`.
+        """Train the population `nets` of group `key` from initial `params` (see `init_population`).
 
         Returns ``{"checkpoints": {epoch: (params, metrics)}, "diverged", "diverged_epoch",
         "train_loss"}`` as numpy arrays with the population axis first (padding removed).
@@ -433,14 +453,18 @@ class PopulationTrainer:
         n = nets.seed.shape[0]
         n_pad = -(-n // self.num_devices) * self.num_devices
         # Padding networks repeat the first one; their results are dropped.
-        nets_np = jax.tree.map(lambda a: np.concatenate([a, np.repeat(a[:1], n_pad - n, 0)]), nets)
+        def pad(a):
+            return np.concatenate([a, np.repeat(a[:1], n_pad - n, 0)])
+
+        nets_np = jax.tree.map(pad, nets)
         nets_dev = jax.device_put(nets_np, self.pop_sharding)
+        params_dev = jax.device_put(jax.tree.map(pad, params), self.pop_sharding)
         cfg = (key, self.input_shape, self.num_classes)
-        init_fn = jax.vmap(make_init(*cfg))
+        init_fn = jax.vmap(make_init(key))
         epoch_fn = jax.vmap(make_train_epoch(*cfg), in_axes=(0, 0, None, None, None))
         eval_fn = jax.vmap(make_evaluate(key), in_axes=(0, 0, None, None, None))
 
-        state = self._run(self._compile(("init", cfg), init_fn, nets_dev), nets_dev)
+        state = self._run(self._compile(("init", cfg), init_fn, params_dev, nets_dev), params_dev, nets_dev)
         n_max_train = int(np.max(nets_np.n_train))
         num_steps = np.int32(-(-n_max_train // key.batch_size))
         train_blocks = np.int32(-(-n_max_train // EVAL_BLOCK))
