@@ -245,13 +245,16 @@ class _Fields:
             if hi is not None and v > hi:
                 raise self.error(key, f"value {v!r} is above the maximum {hi}")
         if dist.kind in ("uniform", "log_uniform", "int_uniform"):
+            if kind == "str":
+                raise self.error(key, "string values need {choice = [...]}")
+            if kind == "int" and dist.kind != "int_uniform":
+                raise self.error(key, f"integer values need {{int_uniform = [...]}} or {{choice = [...]}}, "
+                                      f"not {dist.kind}")
             a, b = dist.values
             if a > b:
                 raise self.error(key, f"range [{a}, {b}] is empty")
             if dist.kind == "log_uniform" and a <= 0:
                 raise self.error(key, f"log_uniform needs positive bounds, got [{a}, {b}]")
-            if kind == "str":
-                raise self.error(key, "string values need {choice = [...]}")
         return dist
 
     def finish(self) -> None:

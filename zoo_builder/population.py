@@ -492,6 +492,9 @@ class PopulationTrainer:
         eval_fn = jax.vmap(make_evaluate(key), in_axes=(0, 0, None, None, None))
 
         state = self._run(self._compile(("init", cfg), init_fn, params_dev, nets_dev), params_dev, nets_dev)
+        # XLA may return constant leaves (optimizer counts, zero moments) replicated; the epoch
+        # is compiled for, and returns, population-sharded state, so shard it the same way.
+        state = jax.device_put(state, self.pop_sharding)
         n_max_train = int(np.max(nets_np.n_train))
         num_steps = np.int32(-(-n_max_train // key.batch_size))
         train_blocks = np.int32(-(-n_max_train // EVAL_BLOCK))
@@ -503,6 +506,7 @@ class PopulationTrainer:
         checkpoints, losses = {}, []
         for epoch in range(1, epochs + 1):
             state, loss = self._run(epoch_c, state, nets_dev, self.data, np.int32(epoch), num_steps)
+            state = jax.device_put(state, self.pop_sharding)  # a no-op unless XLA chose otherwise
             losses.append(np.asarray(loss)[:n])
             if epoch in checkpoint_epochs:
                 metrics = self._run(eval_c, state.params, nets_dev, self.data, train_blocks,

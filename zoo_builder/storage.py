@@ -56,9 +56,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
-    os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         yield tmp
+        # After the writer: safetensors replaces the file it is given with a mode-0600 one.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -118,7 +119,9 @@ def read_manifest(root: Path) -> dict:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ZooError(f"{path}: not valid JSON ({e}); the file is corrupted") from e
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+    if not isinstance(doc, dict):
+        raise ZooError(f"{path}: not a zoobench zoo manifest (a JSON {type(doc).__name__}, not an object)")
+    if doc.get("format") != FORMAT:
         raise ZooError(f"{path}: not a zoobench zoo manifest (format {doc.get('format')!r})")
     if doc.get("format_version") != FORMAT_VERSION:
         raise ZooError(

@@ -1,0 +1,132 @@
+"""Shared fixtures for the zoo_builder tests: CPU only, offline, compiled once.
+
+JAX compilation dominates the run time of these tests, so:
+
+* JAX's persistent compilation cache is enabled for the session (and, through
+  ``ZOOBENCH_COMPILE_CACHE``, for the ``zoobench`` subprocesses and in-process CLI
+  calls), so re-runs reuse compilations;
+* the build-mechanics tests share one small config (`MINI_DOC`) and one session
+  zoo built from it (`tiny_zoo`); rebuilding the same config in the same process
+  (determinism, resume, shards, merge, CLI) hits the trainer's in-process cache of
+  executables, so only the first build pays compilation;
+* the ``tiny`` preset is built once per session (`tiny_preset_zoo`) for the tests
+  that need a realistic zoo (MLPs and CNNs, several datasets).
+
+Never modify a session zoo in place: copy it first (`copy_zoo`).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# One cache for this process, the subprocesses it starts and in-process CLI calls
+# (cli._enable_compile_cache reads ZOOBENCH_COMPILE_CACHE and must not switch the
+# directory mid-session). Override with ZOOBENCH_TEST_COMPILE_CACHE.
+COMPILE_CACHE = Path(
+    os.environ.get("ZOOBENCH_TEST_COMPILE_CACHE", REPO_ROOT / ".pytest_cache" / "zoobench-xla")
+)
+COMPILE_CACHE.mkdir(parents=True, exist_ok=True)
+os.environ["ZOOBENCH_COMPILE_CACHE"] = str(COMPILE_CACHE)
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402 (the environment above must be set before JAX starts)
+
+jax.config.update("jax_compilation_cache_dir", str(COMPILE_CACHE))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+# The build-mechanics config: 12 two-layer MLPs in exactly two groups (sgd, adam),
+# hence two chunks, so resume/shard/merge have something to split. Varied
+# activations, inits, dropout, datasets and widths (padded to the bucket of 16).
+MINI_DOC = {
+    "zoo": {
+        "name": "mini",
+        "seed": 0,
+        "num_networks": 12,
+        "input_shape": [8, 8, 1],
+        "num_classes": 10,
+        "datasets": {"choice": ["digits", "digits@perm1"]},
+        "max_train": 128,
+        "max_test": 64,
+        "epochs": 2,
+        "checkpoint_epochs": [1, 2],
+    },
+    "training": {"width_buckets": [16], "chunk_size": 64},
+    "family": [
+        {
+            "kind": "mlp",
+            "depth": 2,
+            "width": {"choice": [8, 12, 16]},
+            "activation": {"choice": ["relu", "tanh", "gelu", "sigmoid"]},
+        }
+    ],
+    "hyper": {
+        "optimizer": {"choice": ["sgd", "adam"]},
+        "learning_rate": {"sgd": {"log_uniform": [0.03, 0.3]}, "adam": {"log_uniform": [1e-3, 3e-2]}},
+        "weight_decay": {"log_uniform": [1e-6, 1e-3]},
+        "init": {"choice": ["he_normal", "glorot_normal", "lecun_normal", "glorot_uniform"]},
+        "init_scale": {"uniform": [0.5, 1.5]},
+        "dropout": {"choice": [0.0, 0.1]},
+        "batch_size": 32,
+        "train_fraction": {"uniform": [0.5, 1.0]},
+    },
+}
+
+
+def mini_doc(**zoo_overrides) -> dict:
+    """A deep copy of `MINI_DOC`, with keys of its [zoo] table replaced."""
+    doc = copy.deepcopy(MINI_DOC)
+    doc["zoo"].update(zoo_overrides)
+    return doc
+
+
+def mini_config(**zoo_overrides):
+    from zoo_builder.config import config_from_dict
+
+    return config_from_dict(mini_doc(**zoo_overrides), source="tests:mini")
+
+
+def flip_byte(path: Path, offset: int | None = None) -> None:
+    """Corrupt a file in place: invert one byte (default: the middle one)."""
+    data = bytearray(Path(path).read_bytes())
+    offset = len(data) // 2 if offset is None else offset
+    data[offset] ^= 0xFF
+    Path(path).write_bytes(bytes(data))
+
+
+def copy_zoo(src: Path, dst: Path) -> Path:
+    """A private copy of a session zoo, safe to corrupt."""
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    return mini_config()
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo(tmp_path_factory, tiny_config) -> Path:
+    """The zoo of `MINI_DOC`, built once per session (read-only: copy before modifying)."""
+    from zoo_builder.build import build_zoo
+
+    path = tmp_path_factory.mktemp("zoos") / "mini"
+    report = build_zoo(tiny_config, path, progress=False)
+    assert report.num_networks == 12 and report.chunks_trained == 2
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_preset_zoo(tmp_path_factory) -> Path:
+    """The zoo of the ``tiny`` preset, built once per session (read-only)."""
+    from zoo_builder.build import build_zoo
+    from zoo_builder.config import load_preset
+
+    path = tmp_path_factory.mktemp("zoos") / "tiny"
+    build_zoo(load_preset("tiny"), path, progress=False)
+    return path
