@@ -348,7 +348,7 @@ def make_train_epoch(key: GroupKey, input_shape, num_classes):
             grads = jax.tree.map(jnp.multiply, grads, masks)
             updates, new_opt = opt.update(grads, opt_state, params)
             new_params = optax.apply_updates(params, updates)
-            finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(new_params))
+            finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(new_params))
             active = (s < own_steps) & ~diverged
             take = active & finite
             params = jax.tree.map(lambda a, b: jnp.where(take, a, b), new_params, params)
@@ -460,7 +460,10 @@ class PopulationTrainer:
                      tuple(d.id for d in self.mesh.devices.flat))
         if cache_key not in _COMPILED:
             t = time.perf_counter()
-            _COMPILED[cache_key] = jax.jit(fn).lower(*args).compile(COMPILER_OPTIONS)
+            # Every output has the population axis first: keep it sharded like the inputs
+            # (left to itself, XLA may replicate constant leaves such as optimizer counts).
+            jitted = jax.jit(fn, out_shardings=self.pop_sharding)
+            _COMPILED[cache_key] = jitted.lower(*args).compile(COMPILER_OPTIONS)
             self.timer.compile_s += time.perf_counter() - t
         return _COMPILED[cache_key]
 
@@ -492,9 +495,6 @@ class PopulationTrainer:
         eval_fn = jax.vmap(make_evaluate(key), in_axes=(0, 0, None, None, None))
 
         state = self._run(self._compile(("init", cfg), init_fn, params_dev, nets_dev), params_dev, nets_dev)
-        # XLA may return constant leaves (optimizer counts, zero moments) replicated; the epoch
-        # is compiled for, and returns, population-sharded state, so shard it the same way.
-        state = jax.device_put(state, self.pop_sharding)
         n_max_train = int(np.max(nets_np.n_train))
         num_steps = np.int32(-(-n_max_train // key.batch_size))
         train_blocks = np.int32(-(-n_max_train // EVAL_BLOCK))
@@ -506,7 +506,6 @@ class PopulationTrainer:
         checkpoints, losses = {}, []
         for epoch in range(1, epochs + 1):
             state, loss = self._run(epoch_c, state, nets_dev, self.data, np.int32(epoch), num_steps)
-            state = jax.device_put(state, self.pop_sharding)  # a no-op unless XLA chose otherwise
             losses.append(np.asarray(loss)[:n])
             if epoch in checkpoint_epochs:
                 metrics = self._run(eval_c, state.params, nets_dev, self.data, train_blocks,
