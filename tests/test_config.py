@@ -314,6 +314,21 @@ def test_more_networks_keep_the_first_ones():
     assert sample_network(mini_config(num_networks=40), 30) == big[30]
 
 
+def test_replicates_share_their_config_and_differ_in_seed():
+    nets = sample_networks(mini_config(replicates=3))
+    for k in range(0, 12, 3):
+        group = nets[k:k + 3]
+        assert len({n.config_id for n in group}) == 1
+        assert len({n.seed for n in group}) == 3
+        assert len({n.network_id for n in group}) == 3
+        for n in group[1:]:
+            assert dataclasses.replace(n, seed=group[0].seed, index=group[0].index) == group[0]
+    assert nets[0].config_id != nets[3].config_id
+    # The first replicate of each config is the network replicates = 1 draws for that config.
+    single = sample_networks(mini_config(num_networks=4))
+    assert [n.network_id for n in nets[::3]] == [n.network_id for n in single]
+
+
 CHANGED_FIELDS = {
     "arch.hidden": lambda a: dataclasses.replace(a, hidden=(*a.hidden[:-1], a.hidden[-1] + 1)),
     "arch.activation": lambda a: dataclasses.replace(

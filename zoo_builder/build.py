@@ -79,6 +79,7 @@ def _rows(chunk: Chunk, result: dict, n_available: dict[str, int], datasets: dic
             rows.append({
                 "network_id": net.network_id,
                 "index": net.index,
+                "config_id": net.config_id,
                 "epoch": epoch,
                 "final": epoch == epochs,
                 "family": net.arch.family,

@@ -105,6 +105,7 @@ class ZooConfig:
     train_fraction: Distribution
     width_buckets: tuple[int, ...]
     chunk_size: int
+    replicates: int = 1
     source: str = "<dict>"
 
     def to_dict(self) -> dict:
@@ -114,6 +115,7 @@ class ZooConfig:
                 "name": self.name,
                 "seed": self.seed,
                 "num_networks": self.num_networks,
+                "replicates": self.replicates,
                 "input_shape": list(self.input_shape),
                 "num_classes": self.num_classes,
                 "datasets": self.datasets.to_toml(),
@@ -180,6 +182,13 @@ class NetworkConfig:
         d["arch"] = self.arch.to_dict()
         d["training_version"] = TRAINING_VERSION
         return d
+
+    @property
+    def config_id(self) -> str:
+        """Hash of everything but the seed: replicates of one config share it."""
+        identity = self.identity()
+        identity.pop("seed")
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
     def network_id(self) -> str:
@@ -327,6 +336,7 @@ def config_from_dict(doc: dict, source: str = "<dict>") -> ZooConfig:
         ckpts = ckpts + [epochs]  # the final network is always kept
     seed = zoo.int("seed", 0, minimum=0)
     num_networks = zoo.int("num_networks", minimum=1)
+    replicates = zoo.int("replicates", 1, minimum=1)
     num_classes = zoo.int("num_classes", 10, minimum=2)
     max_train = zoo.int("max_train", None, minimum=1)
     max_test = zoo.int("max_test", None, minimum=1)
@@ -377,6 +387,7 @@ def config_from_dict(doc: dict, source: str = "<dict>") -> ZooConfig:
         name=name,
         seed=seed,
         num_networks=num_networks,
+        replicates=replicates,
         input_shape=tuple(input_shape),
         num_classes=num_classes,
         datasets=datasets_dist,
@@ -435,8 +446,13 @@ def load_preset(name: str) -> ZooConfig:
 
 
 def sample_network(cfg: ZooConfig, index: int) -> NetworkConfig:
-    """Draw network `index` of the zoo from its own generator."""
-    rng = np.random.default_rng([cfg.seed, index])
+    """Draw network `index` of the zoo from its own generator.
+
+    With ``replicates = R``, networks ``R*k .. R*k + R-1`` share the config drawn for
+    ``k`` and differ only in their seed (pairs for the merging task).
+    """
+    config_index, replica = divmod(index, cfg.replicates)
+    rng = np.random.default_rng([cfg.seed, config_index])
     weights = np.array([f.weight for f in cfg.families])
     family = cfg.families[int(rng.choice(len(weights), p=weights / weights.sum()))]
     depth = family.depth.sample(rng)
@@ -463,10 +479,16 @@ def sample_network(cfg: ZooConfig, index: int) -> NetworkConfig:
         batch_size=int(cfg.batch_size.sample(rng)),
         train_fraction=float(cfg.train_fraction.sample(rng)),
         epochs=cfg.epochs,
-        seed=int(rng.integers(2**31 - 1)),
+        seed=_replica_seed(cfg.seed, config_index, replica, int(rng.integers(2**31 - 1))),
         max_train=cfg.max_train,
         max_test=cfg.max_test,
     )
+
+
+def _replica_seed(zoo_seed: int, config_index: int, replica: int, first: int) -> int:
+    if replica == 0:
+        return first
+    return int(np.random.default_rng([zoo_seed, config_index, replica]).integers(2**31 - 1))
 
 
 def sample_networks(cfg: ZooConfig) -> list[NetworkConfig]:
