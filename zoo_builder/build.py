@@ -57,7 +57,7 @@ def plan_chunks(cfg: ZooConfig, nets: Sequence[NetworkConfig], n_available: dict
     """Split the networks into chunks: one group key each, at most `chunk_size` networks."""
     groups: dict[GroupKey, list[NetworkConfig]] = {}
     for net in nets:
-        groups.setdefault(group_key(net, cfg.width_buckets), []).append(net)
+        groups.setdefault(group_key(net, cfg.width_buckets, cfg.mix_optimizers), []).append(net)
     chunks = []
     for key in sorted(groups):
         members = sorted(groups[key], key=lambda n: (train_size(n, n_available[n.dataset]), n.index))
@@ -143,7 +143,8 @@ def _write_chunk(root: Path, chunk: Chunk, result: dict, table: pd.DataFrame) ->
         tmp.write_text(storage.sha256_file(weights) + "\n")
 
 
-def _library_versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that wrote a zoo, for its manifest."""
     out = {}
     for lib in LIBRARIES:
         try:
@@ -159,14 +160,20 @@ def weights_fingerprint(files: dict[str, str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _finalize(root: Path, cfg: ZooConfig, datasets: dict[str, Dataset], table: pd.DataFrame,
-              shard: tuple[int, int] | None, build_info: dict) -> dict:
-    table = table.sort_values(["index", "epoch"]).reset_index(drop=True)
-    storage.write_table(root / storage.TABLE, table)
+def zoo_files(root: Path) -> dict[str, str]:
+    """sha256 of a zoo's weight files and table, keyed by relative path: the manifest's `files`."""
     files = {}
     for path in sorted((root / storage.WEIGHTS_DIR).glob("*.safetensors")):
         files[f"{storage.WEIGHTS_DIR}/{path.name}"] = storage.sha256_file(path)
     files[storage.TABLE] = storage.sha256_file(root / storage.TABLE)
+    return files
+
+
+def _finalize(root: Path, cfg: ZooConfig, datasets: dict[str, Dataset], table: pd.DataFrame,
+              shard: tuple[int, int] | None, build_info: dict) -> dict:
+    table = table.sort_values(["index", "epoch"]).reset_index(drop=True)
+    storage.write_table(root / storage.TABLE, table)
+    files = zoo_files(root)
     manifest = {
         "format": storage.FORMAT,
         "format_version": storage.FORMAT_VERSION,
@@ -182,7 +189,7 @@ def _finalize(root: Path, cfg: ZooConfig, datasets: dict[str, Dataset], table: p
         "shard": None if shard is None else {"index": shard[0], "count": shard[1]},
         "files": files,
         "weights_fingerprint": weights_fingerprint(files),
-        "library_versions": _library_versions(),
+        "library_versions": library_versions(),
         "build": build_info,
     }
     storage.write_json(root / storage.MANIFEST, manifest)
@@ -271,6 +278,8 @@ def build_zoo(cfg: ZooConfig, out: str | Path, shard: tuple[int, int] | None = N
     done = total - sum(len(c.nets) for c in todo)
     bar = tqdm(total=total, initial=done, unit="net", desc=f"zoo {cfg.name}", disable=not progress,
                dynamic_ncols=True, smoothing=0.1)
+    for chunk in todo:  # compile every chunk's programs in the background, in training order
+        trainer.executables(chunk.key, len(chunk.nets), wait=False)
     for chunk in todo:
         arrays = net_arrays(chunk.nets, dataset_index, label_maps, n_available, chunk.key.depth)
         step = len(chunk.nets) / cfg.epochs
@@ -287,11 +296,13 @@ def build_zoo(cfg: ZooConfig, out: str | Path, shard: tuple[int, int] | None = N
     parts = [storage.read_table(root / PARTS_DIR / f"{c.name}.parquet") for c in chunks]
     table = pd.concat(parts, ignore_index=True) if parts else _rows_empty()
     compile_s = trainer.timer.compile_s if trainer else 0.0
+    compile_wait_s = trainer.timer.compile_wait_s if trainer else 0.0
     run_s = trainer.timer.run_s if trainer else 0.0
     import jax  # noqa: PLC0415
 
     build_info = {"devices": [str(d) for d in (devices or jax.devices())],
-                  "compile_s": round(compile_s, 3), "run_s": round(run_s, 3),
+                  "compile_s": round(compile_s, 3), "compile_wait_s": round(compile_wait_s, 3),
+                  "run_s": round(run_s, 3),
                   "wall_s": round(time.perf_counter() - t0, 3), "chunks": len(chunks)}
     manifest = _finalize(root, cfg, datasets, table, shard, build_info)
     return BuildReport(root, manifest["num_networks"], len(todo), len(chunks) - len(todo),

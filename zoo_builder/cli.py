@@ -60,13 +60,16 @@ def cmd_zoo_build(args) -> int:
         "chunks_trained": report.chunks_trained,
         "chunks_skipped": report.chunks_skipped,
         "compile_s": round(report.compile_s, 2),
+        "compile_wait_s": report.manifest["build"].get("compile_wait_s", 0.0),
         "run_s": round(report.run_s, 2),
         "wall_s": round(report.wall_s, 2),
         "weights_fingerprint": report.manifest["weights_fingerprint"],
     }
     text = (f"zoo {cfg.name}: {report.num_networks} networks in {report.path} "
             f"({report.chunks_trained} chunks trained, {report.chunks_skipped} reused; "
-            f"compile {report.compile_s:.1f}s, run {report.run_s:.1f}s, wall {report.wall_s:.1f}s)")
+            f"compile {report.compile_s:.1f}s in the background, of which training waited "
+            f"{report.manifest['build'].get('compile_wait_s', 0.0):.1f}s; run {report.run_s:.1f}s; "
+            f"wall {report.wall_s:.1f}s)")
     _emit(args, doc, text)
     return EXIT_OK
 
@@ -147,6 +150,50 @@ def cmd_zoo_preset(args) -> int:
     return EXIT_OK
 
 
+def _parse_input_shape(value: str) -> tuple[int, int, int]:
+    from benchmark.smallcnnzoo import parse_input_shape  # noqa: PLC0415
+
+    try:
+        return parse_input_shape(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def cmd_zoo_import_smallcnnzoo(args) -> int:
+    from benchmark.smallcnnzoo import import_smallcnnzoo  # noqa: PLC0415
+
+    manifest = import_smallcnnzoo(args.src, args.out, dataset=args.dataset, input_shape=args.input_shape)
+    doc = {"path": args.out, "name": manifest["name"], "num_networks": manifest["num_networks"],
+           "checkpoints": manifest["source"]["checkpoints"],
+           "input_shape": manifest["config"]["zoo"]["input_shape"],
+           "weights_fingerprint": manifest["weights_fingerprint"]}
+    _emit(args, doc, f"imported {args.src} into {args.out}: {doc['num_networks']} networks, "
+                     f"{doc['checkpoints']} checkpoints, input shape {tuple(doc['input_shape'])}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- task commands
+
+
+def cmd_tasks(args) -> int:
+    from benchmark.tasks import tasks_summary  # noqa: PLC0415
+
+    s = tasks_summary(args.zoo)
+    lines = [f"tasks on zoo {s['name']} at {s['path']} (weights fingerprint {s['weights_fingerprint']})"]
+    for task, splits in s["tasks"].items():
+        for split, d in splits.items():
+            head = f"  {task:<15} {split:<10}"
+            if "unavailable" in d:
+                lines.append(f"{head} unavailable: {d['unavailable']}")
+                continue
+            line = f"{head} train {d['train']}, val {d['val']}, test {d['test']} + {d['twins']} twins"
+            if "pairs" in d:
+                line += ", pairs " + "/".join(str(d["pairs"][p]) for p in ("train", "val", "test"))
+            lines.append(line)
+    _emit(args, s, "\n".join(lines))
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -188,6 +235,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = zsub.add_parser("preset", help="print a preset's TOML config, to copy and edit")
     p.add_argument("name", choices=["tiny", "small", "paper"])
     p.set_defaults(func=cmd_zoo_preset)
+
+    imp = zsub.add_parser("import-smallcnnzoo", help="convert a downloaded Small CNN Zoo directory "
+                          "(Unterthiner et al. 2020) into a zoo")
+    imp.add_argument("src", help="directory with weights.npy, layout.csv and metrics.csv[.gz], e.g. mnist/")
+    imp.add_argument("--out", required=True, help="zoo directory to create (must not exist or be empty)")
+    imp.add_argument("--dataset",
+                     help="dataset name of every network (default: config.dataset, else SRC's name)")
+    imp.add_argument("--input-shape", type=_parse_input_shape, metavar="H,W,C",
+                     help="input shape (default: 28x28 for mnist/fashion_mnist, 32x32 for "
+                          "cifar10/svhn_cropped, else 28,28,1 or 32,32,3 from the first kernel's channels)")
+    imp.add_argument("--json", action="store_true", help="print one JSON document")
+    imp.set_defaults(func=cmd_zoo_import_smallcnnzoo)
+
+    t = sub.add_parser("tasks", help="list the benchmark tasks and splits of a zoo with their sizes")
+    t.add_argument("zoo", help="zoo directory (missing split files are written to ZOO/splits/)")
+    t.add_argument("--json", action="store_true", help="print one JSON document")
+    t.set_defaults(func=cmd_tasks)
     return parser
 
 

@@ -105,6 +105,7 @@ class ZooConfig:
     train_fraction: Distribution
     width_buckets: tuple[int, ...]
     chunk_size: int
+    mix_optimizers: bool = False
     replicates: int = 1
     source: str = "<dict>"
 
@@ -124,7 +125,8 @@ class ZooConfig:
                 "epochs": self.epochs,
                 "checkpoint_epochs": list(self.checkpoint_epochs),
             },
-            "training": {"width_buckets": list(self.width_buckets), "chunk_size": self.chunk_size},
+            "training": {"width_buckets": list(self.width_buckets), "chunk_size": self.chunk_size,
+                         "mix_optimizers": self.mix_optimizers},
             "family": [
                 {
                     "kind": f.kind,
@@ -348,6 +350,9 @@ def config_from_dict(doc: dict, source: str = "<dict>") -> ZooConfig:
             isinstance(b, int) and b > 0 for b in buckets) or sorted(set(buckets)) != buckets:
         raise training.error("width_buckets", f"expected increasing positive integers, got {buckets!r}")
     chunk_size = training.int("chunk_size", 256, minimum=1)
+    mix_optimizers = training.get("mix_optimizers", False)
+    if not isinstance(mix_optimizers, bool):
+        raise training.error("mix_optimizers", f"expected true or false, got {mix_optimizers!r}")
     training.finish()
 
     raw_families = top.get("family")
@@ -407,6 +412,7 @@ def config_from_dict(doc: dict, source: str = "<dict>") -> ZooConfig:
         train_fraction=hyper.dist("train_fraction", "float", lo=1e-3, hi=1.0, default=1.0),
         width_buckets=tuple(buckets),
         chunk_size=chunk_size,
+        mix_optimizers=mix_optimizers,
         source=source,
     )
     hyper.finish()

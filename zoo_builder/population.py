@@ -16,8 +16,11 @@ cut, so bucketing does not change which network is trained.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import functools
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -35,11 +38,19 @@ from zoo_builder.architecture import (
     WIDTH_RANGE,
     forward,
 )
-from zoo_builder.config import INITS, NetworkConfig
+from zoo_builder.config import INITS, OPTIMIZERS, NetworkConfig
 
 EVAL_BLOCK = 512
+MIXED = "mixed"  # the optimizer of a group whose networks each use their own (see make_group_optimizer)
 COMPILER_OPTIONS: dict = {}
-_COMPILED: dict = {}  # executables by (function, argument shapes, devices); see PopulationTrainer
+# Executables (as futures) by group, population size and devices; see PopulationTrainer.executables.
+_COMPILED: dict = {}
+_COMPILE_LOCK = threading.Lock()
+
+
+@functools.cache
+def _compile_pool() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="zoobench-compile")
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -68,10 +79,13 @@ class GroupKey:
         return f"{self.family}-d{self.depth}-w{self.width}-{self.optimizer}-b{self.batch_size}"
 
 
-def group_key(net: NetworkConfig, width_buckets: Sequence[int]) -> GroupKey:
+def group_key(net: NetworkConfig, width_buckets: Sequence[int], mix_optimizers: bool = False) -> GroupKey:
+    """The bucket a network trains in: its width rounded up to a bucket, and its optimizer
+    (or `MIXED` when one program serves every optimizer, see `make_group_optimizer`)."""
     widest = max(net.arch.hidden)
     width = next(b for b in width_buckets if b >= widest)
-    return GroupKey(net.arch.family, net.arch.depth, width, net.optimizer, net.batch_size)
+    optimizer = MIXED if mix_optimizers else net.optimizer
+    return GroupKey(net.arch.family, net.arch.depth, width, optimizer, net.batch_size)
 
 
 class TrainingData(NamedTuple):
@@ -121,6 +135,26 @@ class NetArrays(NamedTuple):
     label_map: jax.Array  # (N, num_classes)
     n_train: jax.Array  # (N,) size of the network's training subset
     seed: jax.Array  # (N,) uint32
+    optimizer: jax.Array  # (N,) index into OPTIMIZERS (used by MIXED groups)
+
+
+# Shape (given depth and number of classes) and dtype of each per-network array.
+NET_FIELDS: dict[str, tuple[Callable[[int, int], tuple[int, ...]], type]] = {
+    "hidden": (lambda depth, classes: (depth,), np.int32),
+    "activation": (lambda depth, classes: (), np.int32),
+    "init": (lambda depth, classes: (), np.int32),
+    "init_scale": (lambda depth, classes: (), np.float32),
+    "learning_rate": (lambda depth, classes: (), np.float32),
+    "weight_decay": (lambda depth, classes: (), np.float32),
+    "momentum": (lambda depth, classes: (), np.float32),
+    "dropout": (lambda depth, classes: (), np.float32),
+    "dataset": (lambda depth, classes: (), np.int32),
+    "label_map": (lambda depth, classes: (classes,), np.int32),
+    "n_train": (lambda depth, classes: (), np.int32),
+    "seed": (lambda depth, classes: (), np.uint32),
+    "optimizer": (lambda depth, classes: (), np.int32),
+}
+assert tuple(NET_FIELDS) == NetArrays._fields
 
 
 class PopState(NamedTuple):
@@ -133,20 +167,26 @@ class PopState(NamedTuple):
 def net_arrays(nets: Sequence[NetworkConfig], dataset_index: dict[str, int],
                label_maps: dict[str, np.ndarray], n_available: dict[str, int], depth: int) -> NetArrays:
     """Stack the per-network constants of `nets` (all of one group)."""
-    return NetArrays(
-        hidden=np.array([n.arch.hidden for n in nets], np.int32).reshape(len(nets), depth),
-        activation=np.array([ACTIVATION_NAMES.index(n.arch.activation) for n in nets], np.int32),
-        init=np.array([INITS.index(n.init) for n in nets], np.int32),
-        init_scale=np.array([n.init_scale for n in nets], np.float32),
-        learning_rate=np.array([n.learning_rate for n in nets], np.float32),
-        weight_decay=np.array([n.weight_decay for n in nets], np.float32),
-        momentum=np.array([n.momentum for n in nets], np.float32),
-        dropout=np.array([n.dropout for n in nets], np.float32),
-        dataset=np.array([dataset_index[n.dataset] for n in nets], np.int32),
-        label_map=np.stack([label_maps[n.dataset] for n in nets]).astype(np.int32),
-        n_train=np.array([train_size(n, n_available[n.dataset]) for n in nets], np.int32),
-        seed=np.array([n.seed for n in nets], np.uint32),
-    )
+    raw = {
+        "hidden": [n.arch.hidden for n in nets],
+        "activation": [ACTIVATION_NAMES.index(n.arch.activation) for n in nets],
+        "init": [INITS.index(n.init) for n in nets],
+        "init_scale": [n.init_scale for n in nets],
+        "learning_rate": [n.learning_rate for n in nets],
+        "weight_decay": [n.weight_decay for n in nets],
+        "momentum": [n.momentum for n in nets],
+        "dropout": [n.dropout for n in nets],
+        "dataset": [dataset_index[n.dataset] for n in nets],
+        "label_map": [label_maps[n.dataset] for n in nets],
+        "n_train": [train_size(n, n_available[n.dataset]) for n in nets],
+        "seed": [n.seed for n in nets],
+        "optimizer": [OPTIMIZERS.index(n.optimizer) for n in nets],
+    }
+    num_classes = len(raw["label_map"][0])
+    return NetArrays(**{
+        name: np.asarray(raw[name], dtype).reshape(len(nets), *shape(depth, num_classes))
+        for name, (shape, dtype) in NET_FIELDS.items()
+    })
 
 
 def train_size(net: NetworkConfig, available: int) -> int:
@@ -194,6 +234,42 @@ def _set_hyperparams(opt_state, net: NetArrays):
     hp = dict(opt_state.hyperparams)
     hp.update(learning_rate=net.learning_rate, weight_decay=net.weight_decay, momentum=net.momentum)
     return opt_state._replace(hyperparams=hp)
+
+
+class GroupOptimizer(NamedTuple):
+    """``init(params, net) -> state`` and ``update(grads, state, params, net) -> (updates, state)``."""
+
+    init: Callable
+    update: Callable
+
+
+def make_group_optimizer(name: str) -> GroupOptimizer:
+    """The optimizer of one network of a group, with its hyper-parameters injected.
+
+    For ``name == MIXED`` every network carries the state of each optax optimizer and
+    its own `optimizer` index selects whose update it applies. The unused updates cost
+    elementwise work, but one compiled program then serves every optimizer of a shape
+    bucket, which on a CPU saves far more compile time than it costs.
+    """
+    if name != MIXED:
+        opt = make_optimizer(name)
+        return GroupOptimizer(
+            init=lambda params, net: _set_hyperparams(opt.init(params), net),
+            update=lambda grads, state, params, net: opt.update(grads, state, params),
+        )
+    opts = [make_optimizer(n) for n in OPTIMIZERS]
+
+    def init(params, net):
+        return tuple(_set_hyperparams(o.init(params), net) for o in opts)
+
+    def update(grads, states, params, net):
+        results = [o.update(grads, s, params) for o, s in zip(opts, states, strict=True)]
+        updates = results[0][0]
+        for k, (u, _) in enumerate(results[1:], start=1):
+            updates = jax.tree.map(lambda acc, new, k=k: jnp.where(net.optimizer == k, new, acc), updates, u)
+        return updates, tuple(new_state for _, new_state in results)
+
+    return GroupOptimizer(init, update)
 
 
 # --------------------------------------------------------------------------- one network
@@ -324,7 +400,7 @@ def _subset(net: NetArrays, n_available: jax.Array, n_max: int) -> jax.Array:
 def make_train_epoch(key: GroupKey, input_shape, num_classes):
     """``epoch(state, net, data, epoch, num_steps) -> (state, mean_loss)`` for one network."""
     shapes = key.layer_shapes(input_shape, num_classes)
-    opt = make_optimizer(key.optimizer)
+    opt = make_group_optimizer(key.optimizer)
     B = key.batch_size
 
     def epoch_fn(state: PopState, net: NetArrays, data: TrainingData, epoch, num_steps):
@@ -346,7 +422,7 @@ def make_train_epoch(key: GroupKey, input_shape, num_classes):
             loss, grads = jax.value_and_grad(_loss, argnums=1)(
                 key, params, net, x, y, weight, _stream(net.seed, 4, epoch, s))
             grads = jax.tree.map(jnp.multiply, grads, masks)
-            updates, new_opt = opt.update(grads, opt_state, params)
+            updates, new_opt = opt.update(grads, opt_state, params, net)
             new_params = optax.apply_updates(params, updates)
             finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(new_params))
             active = (s < own_steps) & ~diverged
@@ -369,10 +445,10 @@ def make_train_epoch(key: GroupKey, input_shape, num_classes):
 
 def make_init(key: GroupKey):
     """``init(params, net) -> PopState`` for one network: optimizer state and flags."""
-    opt = make_optimizer(key.optimizer)
+    opt = make_group_optimizer(key.optimizer)
 
     def init_fn(params, net: NetArrays) -> PopState:
-        return PopState(params, _set_hyperparams(opt.init(params), net), jnp.bool_(False), jnp.int32(0))
+        return PopState(params, opt.init(params, net), jnp.bool_(False), jnp.int32(0))
 
     return init_fn
 
@@ -428,7 +504,8 @@ def population_mesh(devices=None) -> Mesh:
 
 @dataclasses.dataclass
 class Timer:
-    compile_s: float = 0.0
+    compile_s: float = 0.0  # spent compiling (partly in the background, overlapping training)
+    compile_wait_s: float = 0.0  # training waited for compilation
     run_s: float = 0.0
 
 
@@ -453,19 +530,65 @@ class PopulationTrainer:
     def num_devices(self) -> int:
         return self.mesh.devices.size
 
-    def _compile(self, name, fn, *args):
-        """Compile `fn` for these arguments once per process (shared by every trainer)."""
-        shapes = jax.tree.map(lambda a: (a.shape, str(a.dtype)), args)
-        cache_key = (name, str(jax.tree.structure(args)), str(shapes),
-                     tuple(d.id for d in self.mesh.devices.flat))
-        if cache_key not in _COMPILED:
-            t = time.perf_counter()
+    def _abstract(self, key: GroupKey, n_pad: int):
+        """Shape-only initial params and per-network arrays of a population of `n_pad` networks."""
+
+        def pop(shape, dtype):
+            return jax.ShapeDtypeStruct((n_pad, *shape), dtype, sharding=self.pop_sharding)
+
+        params = [{"kernel": pop(k, jnp.float32), "bias": pop(b, jnp.float32)}
+                  for k, b in key.layer_shapes(self.input_shape, self.num_classes)]
+        nets = NetArrays(**{name: pop(shape(key.depth, self.num_classes), dtype)
+                            for name, (shape, dtype) in NET_FIELDS.items()})
+        return params, nets
+
+    def _build_executables(self, key: GroupKey, n_pad: int):
+        t = time.perf_counter()
+        cfg = (key, self.input_shape, self.num_classes)
+        init_fn = jax.vmap(make_init(key))
+        epoch_fn = jax.vmap(make_train_epoch(*cfg), in_axes=(0, 0, None, None, None))
+        eval_fn = jax.vmap(make_evaluate(key), in_axes=(0, 0, None, None, None))
+        params, nets = self._abstract(key, n_pad)
+        state = jax.tree.map(
+            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.pop_sharding),
+            jax.eval_shape(init_fn, params, nets))
+        scalar = jax.ShapeDtypeStruct((), jnp.int32)
+
+        def compile_(fn, *args):
             # Every output has the population axis first: keep it sharded like the inputs
             # (left to itself, XLA may replicate constant leaves such as optimizer counts).
-            jitted = jax.jit(fn, out_shardings=self.pop_sharding)
-            _COMPILED[cache_key] = jitted.lower(*args).compile(COMPILER_OPTIONS)
+            return jax.jit(fn, out_shardings=self.pop_sharding).lower(*args).compile(COMPILER_OPTIONS)
+
+        executables = (
+            compile_(init_fn, params, nets),
+            compile_(epoch_fn, state, nets, self.data, scalar, scalar),
+            compile_(eval_fn, params, nets, self.data, scalar, scalar),
+        )
+        with _COMPILE_LOCK:
             self.timer.compile_s += time.perf_counter() - t
-        return _COMPILED[cache_key]
+        return executables
+
+    def executables(self, key: GroupKey, n: int, wait: bool = True):
+        """The (init, epoch, eval) executables for `n` networks of group `key`.
+
+        Compiled once per process in a background thread, so a build can compile the
+        next chunk's programs while the current chunk trains (`wait=False` only starts it).
+        """
+        n_pad = -(-n // self.num_devices) * self.num_devices
+        data_shapes = str(jax.tree.map(lambda a: a.shape, self.data))
+        cache_key = (key, n_pad, self.input_shape, self.num_classes, data_shapes,
+                     tuple(d.id for d in self.mesh.devices.flat))
+        with _COMPILE_LOCK:
+            future = _COMPILED.get(cache_key)
+            if future is None:
+                future = _compile_pool().submit(self._build_executables, key, n_pad)
+                _COMPILED[cache_key] = future
+        if not wait:
+            return None
+        t = time.perf_counter()
+        result = future.result()
+        self.timer.compile_wait_s += time.perf_counter() - t
+        return result
 
     def _run(self, compiled, *args):
         t = time.perf_counter()
@@ -482,27 +605,19 @@ class PopulationTrainer:
         """
         n = nets.seed.shape[0]
         n_pad = -(-n // self.num_devices) * self.num_devices
-        # Padding networks repeat the first one; their results are dropped.
-        def pad(a):
+
+        def pad(a):  # padding networks repeat the first one; their results are dropped
             return np.concatenate([a, np.repeat(a[:1], n_pad - n, 0)])
 
         nets_np = jax.tree.map(pad, nets)
         nets_dev = jax.device_put(nets_np, self.pop_sharding)
         params_dev = jax.device_put(jax.tree.map(pad, params), self.pop_sharding)
-        cfg = (key, self.input_shape, self.num_classes)
-        init_fn = jax.vmap(make_init(key))
-        epoch_fn = jax.vmap(make_train_epoch(*cfg), in_axes=(0, 0, None, None, None))
-        eval_fn = jax.vmap(make_evaluate(key), in_axes=(0, 0, None, None, None))
-
-        state = self._run(self._compile(("init", cfg), init_fn, params_dev, nets_dev), params_dev, nets_dev)
+        init_c, epoch_c, eval_c = self.executables(key, n)
+        state = self._run(init_c, params_dev, nets_dev)
         n_max_train = int(np.max(nets_np.n_train))
         num_steps = np.int32(-(-n_max_train // key.batch_size))
         train_blocks = np.int32(-(-n_max_train // EVAL_BLOCK))
         test_blocks = np.int32(-(-int(np.max(np.asarray(self.data.n_test))) // EVAL_BLOCK))
-        epoch_c = self._compile(("epoch", cfg), epoch_fn, state, nets_dev, self.data,
-                                np.int32(0), num_steps)
-        eval_c = self._compile(("eval", cfg), eval_fn, state.params, nets_dev, self.data,
-                               train_blocks, test_blocks)
         checkpoints, losses = {}, []
         for epoch in range(1, epochs + 1):
             state, loss = self._run(epoch_c, state, nets_dev, self.data, np.int32(epoch), num_steps)

@@ -183,6 +183,9 @@ class Zoo:
             (nid, int(e)): i for i, (nid, e) in enumerate(
                 zip(self.table["network_id"], self.table["epoch"], strict=True))
         }
+        # Imported zoos end their networks at different epochs: the default checkpoint is the final row.
+        finals = zip(self.table["network_id"], self.table["final"], strict=True)
+        self._final_of: dict[str, int] = {nid: i for i, (nid, f) in enumerate(finals) if f}
         self._verified: set[str] = set()
 
     def __repr__(self) -> str:
@@ -206,12 +209,12 @@ class Zoo:
         return self.table[self.table["final"]].reset_index(drop=True)
 
     def row(self, network_id: str, epoch: int | None = None) -> pd.Series:
-        if epoch is None:
-            epoch = int(self.manifest["config"]["zoo"]["epochs"])
-        try:
-            return self.table.iloc[self._row_of[(network_id, int(epoch))]]
-        except KeyError:
-            raise KeyError(f"{self.root}: no network {network_id!r} at epoch {epoch}") from None
+        """A network's table row at a checkpoint epoch (default: its final one, where `final` is true)."""
+        i = self._final_of.get(network_id) if epoch is None else self._row_of.get((network_id, int(epoch)))
+        if i is None:
+            at = self.manifest["config"]["zoo"].get("epochs", "final") if epoch is None else epoch
+            raise KeyError(f"{self.root}: no network {network_id!r} at epoch {at}")
+        return self.table.iloc[i]
 
     def arch(self, network_id: str) -> ArchSpec:
         row = self.row(network_id)

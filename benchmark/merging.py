@@ -1,0 +1,195 @@
+"""Evaluating a merging method: interpolation curves, loss barriers and unit matching.
+
+A merging method aligns network B to network A by permuting B's hidden units
+(one permutation ``P_i`` per hidden layer, as in `zoo_builder.permutation`). If
+the alignment is good, the networks on the straight line between A and the
+aligned B are about as good as the endpoints (Git Re-Basin, Ainsworth et al.
+2023). The leaderboard's scorer calls these functions; docs/tasks.md defines
+the metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from zoo_builder.architecture import ArchSpec, apply, check_params
+from zoo_builder.datasets import load_dataset
+from zoo_builder.permutation import apply_permutation, permutation_spec
+
+# lambda_k = k / 10, k = 0..10: the endpoints and the midpoint are on the grid.
+DEFAULT_LAMBDAS = np.linspace(0.0, 1.0, 11)
+MIN_LAMBDAS = 11
+
+
+def merge(params_a, params_b_aligned, lam: float):
+    """The network ``(1 - lam) * A + lam * B`` (tensor by tensor); ``lam = 0.5`` is the merged network.
+
+    B must already be aligned to A (same architecture, units in A's order).
+    """
+    lam = float(lam)
+    if not np.isfinite(lam):
+        raise ValueError(f"lam must be a finite number, got {lam!r}")
+    if len(params_a) != len(params_b_aligned):
+        raise ValueError(f"params_a has {len(params_a)} layers but params_b_aligned {len(params_b_aligned)}")
+    out = []
+    for i, (la, lb) in enumerate(zip(params_a, params_b_aligned, strict=True)):
+        if set(la) != set(lb):
+            raise ValueError(f"layer {i}: params_a has {sorted(la)} but params_b_aligned {sorted(lb)}")
+        layer = {}
+        for key in la:
+            a, b = np.asarray(la[key]), np.asarray(lb[key])
+            if a.shape != b.shape:
+                raise ValueError(f"layer {i} {key}: shapes {a.shape} and {b.shape} differ; "
+                                 "expected two networks of one architecture")
+            layer[key] = ((1.0 - lam) * a + lam * b).astype(a.dtype)
+        out.append(layer)
+    return out
+
+
+def loss_and_accuracy(arch: ArchSpec, params, x, y) -> tuple[float, float]:
+    """Mean softmax cross-entropy (natural log) and accuracy of a network on (x, y)."""
+    logits = apply(arch, params, x)
+    y = jnp.asarray(y, jnp.int32)
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    loss = -jnp.take_along_axis(logp, y[:, None], axis=-1).mean()
+    accuracy = (jnp.argmax(logits, axis=-1) == y).mean()
+    return float(loss), float(accuracy)
+
+
+def check_lambdas(lambdas) -> np.ndarray:
+    """`lambdas` as a float array: at least `MIN_LAMBDAS` increasing values from 0 to 1."""
+    lam = np.asarray(lambdas, np.float64)
+    if (lam.ndim != 1 or len(lam) < MIN_LAMBDAS or lam[0] != 0.0 or lam[-1] != 1.0
+            or not np.all(np.diff(lam) > 0)):
+        raise ValueError(f"lambdas must be at least {MIN_LAMBDAS} increasing values from 0 to 1 "
+                         f"(e.g. DEFAULT_LAMBDAS), got {np.asarray(lambdas).tolist()}")
+    return lam
+
+
+def interpolation_curve(arch: ArchSpec, params_a, params_b, x, y, lambdas=DEFAULT_LAMBDAS) -> dict:
+    """Loss and accuracy of ``merge(A, B, lam)`` for every lam (B already aligned to A).
+
+    Args:
+      arch: the architecture of both networks.
+      params_a, params_b: canonical parameters; B aligned to A by the method.
+      x, y: evaluation inputs (N, H, W, C) and integer labels (N,): the test split
+        of the pair's dataset (`evaluation_data`).
+      lambdas: see `check_lambdas`.
+
+    Returns:
+      {"lambdas", "loss", "accuracy"}: float64 arrays of equal length.
+    """
+    lam = check_lambdas(lambdas)
+    check_params(arch, params_a)
+    check_params(arch, params_b)
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(
+            f"x and y must hold the same, non-zero number of examples, got {len(x)} and {len(y)}")
+    results = [loss_and_accuracy(arch, merge(params_a, params_b, l), x, y) for l in lam]
+    return {"lambdas": lam, "loss": np.array([r[0] for r in results]),
+            "accuracy": np.array([r[1] for r in results])}
+
+
+def loss_barrier(lambdas, losses) -> float:
+    """``max_k [L(lam_k) - ((1 - lam_k) L(0) + lam_k L(1))]``: how far the path rises above the chord.
+
+    Zero at the endpoints, so never negative; infinite if a loss on the path is not finite.
+    """
+    lam = check_lambdas(lambdas)
+    loss = np.asarray(losses, np.float64)
+    if loss.shape != lam.shape:
+        raise ValueError(f"losses must have one value per lambda ({lam.shape}), got {loss.shape}")
+    if not np.all(np.isfinite(loss)):
+        return float("inf")
+    chord = (1.0 - lam) * loss[0] + lam * loss[-1]
+    return float(np.max(loss - chord))
+
+
+def pair_scores(curve: Mapping) -> dict:
+    """Merging scores of one pair from its `interpolation_curve` (0.5 must be on its grid).
+
+    ``acc_ratio = acc(0.5) / ((acc(0) + acc(1)) / 2)`` (nan if both endpoints have
+    accuracy 0) and ``loss_barrier``.
+    """
+    lam = check_lambdas(curve["lambdas"])
+    mid = np.flatnonzero(np.isclose(lam, 0.5, rtol=0, atol=1e-12))
+    if len(mid) != 1:
+        raise ValueError("the curve's lambdas must include 0.5 (the merged network)")
+    acc = np.asarray(curve["accuracy"], np.float64)
+    endpoints = (acc[0] + acc[-1]) / 2
+    return {
+        "merged_acc": float(acc[mid[0]]),
+        "acc_a": float(acc[0]),
+        "acc_b": float(acc[-1]),
+        "acc_ratio": float(acc[mid[0]] / endpoints) if endpoints > 0 else float("nan"),
+        "loss_barrier": loss_barrier(lam, curve["loss"]),
+    }
+
+
+def check_permutations(sizes: Mapping[str, int], perms: Mapping, where: str = "permutations") -> None:
+    """Raise ValueError unless `perms` holds, for every name in `sizes`, a permutation of range(size)."""
+    if not isinstance(perms, Mapping):
+        raise ValueError(f"{where}: expected a mapping P_i -> permutation, got {type(perms).__name__}")
+    if set(perms) != set(sizes):
+        raise ValueError(f"{where}: expected permutations {sorted(sizes)}, got {sorted(perms)}")
+    for name, size in sizes.items():
+        p = np.asarray(perms[name])
+        if p.shape != (size,) or not np.issubdtype(p.dtype, np.integer) or not np.array_equal(
+                np.sort(p), np.arange(size)):
+            raise ValueError(
+                f"{where}: {name} must be a permutation of 0..{size - 1} (integers), got {p.tolist()}")
+
+
+def align(arch: ArchSpec, params_b, perms: Mapping[str, np.ndarray]):
+    """B with its units permuted by a method's `perms` (``perms["P_i"][j]``: B's unit placed at j)."""
+    spec = permutation_spec(arch)
+    check_permutations(spec.sizes, perms)
+    return apply_permutation(spec, perms, params_b)
+
+
+def evaluate_pair(arch: ArchSpec, params_a, params_b, perms, x, y, lambdas=DEFAULT_LAMBDAS) -> dict:
+    """`pair_scores` of A and B aligned by a method's `perms`."""
+    return pair_scores(interpolation_curve(arch, params_a, align(arch, params_b, perms), x, y, lambdas))
+
+
+def _is_single(perms: Mapping) -> bool:
+    return not any(isinstance(v, Mapping) for v in perms.values())
+
+
+def unit_match_accuracy(true_perms: Mapping, predicted_perms: Mapping) -> float:
+    """Fraction of hidden units whose predicted position is the true one, pooled over layers and pairs.
+
+    Both arguments are either one pair's ``{"P_i": array}`` or ``{pair_id: {"P_i": array}}``.
+    A unit counts as matched when ``predicted["P_i"][j] == true["P_i"][j]``.
+    """
+    if _is_single(true_perms):
+        true_perms, predicted_perms = {"pair": true_perms}, {"pair": predicted_perms}
+    if not isinstance(predicted_perms, Mapping) or set(predicted_perms) != set(true_perms):
+        missing = sorted(set(true_perms) - set(predicted_perms or {}))
+        raise ValueError(f"predicted_perms must cover the same pairs as true_perms; missing {missing[:3]}")
+    correct = total = 0
+    for pair, true in true_perms.items():
+        sizes = {name: len(p) for name, p in true.items()}
+        check_permutations(sizes, predicted_perms[pair], where=f"pair {pair}")
+        for name, p in true.items():
+            correct += int(np.sum(np.asarray(predicted_perms[pair][name]) == np.asarray(p)))
+            total += len(p)
+    if total == 0:
+        raise ValueError("true_perms holds no hidden units")
+    return correct / total
+
+
+def evaluation_data(zoo, dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    """The test split (x, y) of `dataset` as the zoo's networks were evaluated on it.
+
+    Uses the zoo's input shape and its ``max_train`` / ``max_test`` (manifest config).
+    """
+    cfg = zoo.manifest["config"]["zoo"]
+    ds = load_dataset(dataset, tuple(cfg["input_shape"]), max_train=cfg.get("max_train"),
+                      max_test=cfg.get("max_test"))
+    return ds.x_test, ds.y_test
+

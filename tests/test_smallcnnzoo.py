@@ -1,0 +1,493 @@
+"""Importing the Small CNN Zoo format: round trip, table, manifest, errors and the CLI.
+
+The source directories are written here in the published format (weights.npy,
+layout.csv with TensorFlow varnames, metrics.csv[.gz] with config.* columns) at
+the real 4,970-parameter MNIST layout; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark import smallcnnzoo
+from benchmark.smallcnnzoo import SourceError, import_smallcnnzoo, parse_input_shape, parse_shape
+from zoo_builder import cli, storage
+from zoo_builder.architecture import apply
+from zoo_builder.storage import ZooError, load_zoo, verify_zoo
+
+STEPS = (0, 20, 86)
+SHORT_STEPS = (0, 1, 40)  # the last network stops early: its final checkpoint is step 40
+NAN_NETWORK, NAN_STEP = 2, 86  # its weights row holds a NaN
+INF_NETWORK, INF_STEP = 3, 20  # its train_loss is inf
+
+
+def mnist_layout(in_channels: int = 1, kernel: int = 3) -> list[tuple[str, tuple[int, ...]]]:
+    """The Small CNN Zoo's variables in TensorFlow order: each layer's bias before its kernel."""
+    out, c = [], in_channels
+    for name in ("conv2d", "conv2d_1", "conv2d_2"):
+        out += [(f"sequential/{name}/bias:0", (16,)),
+                (f"sequential/{name}/kernel:0", (kernel, kernel, c, 16))]
+        c = 16
+    return out + [("sequential/dense/bias:0", (10,)), ("sequential/dense/kernel:0", (16, 10))]
+
+
+def write_layout(path: Path, variables) -> int:
+    rows, pos = [], 0
+    for varname, shape in variables:
+        size = math.prod(shape)
+        rows.append({"varname": varname, "start_idx": pos, "end_idx": pos + size, "size": size,
+                     "shape": str(tuple(shape))})
+        pos += size
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return pos
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    path: Path
+    weights: np.ndarray
+    metrics: pd.DataFrame
+    net_of_row: np.ndarray  # which written network each source row belongs to
+
+
+def make_source(root: Path, *, in_channels: int = 1, dataset: str | None = "mnist",
+                metrics_name: str = "metrics.csv.gz", seeds: tuple[int, ...] | None = None,
+                drop: tuple[str, ...] = (), activations=("relu", "tanh")) -> Source:
+    """6 networks x 3 checkpoints in the Small CNN Zoo format, rows shuffled."""
+    root.mkdir(parents=True)
+    width = write_layout(root / "layout.csv", mnist_layout(in_channels))
+    rng = np.random.default_rng(0)
+    rows, nets = [], []
+    for n in range(6):
+        config = {
+            "config.activation": activations[n % len(activations)],
+            "config.b_init": "zeros",
+            "config.dataset": dataset,
+            "config.dnn_architecture": "cnn",
+            "config.dropout": [0.0, 0.05, 0.2][n % 3],
+            "config.init_std": float(rng.uniform(0.01, 0.5)),
+            "config.l2reg": float(rng.uniform(1e-8, 1e-2)),
+            "config.learning_rate": float(rng.uniform(1e-4, 1e-1)),
+            "config.optimizer": ["adam", "sgd", "rmsprop"][n % 3],
+            "config.train_fraction": [0.1, 0.5, 1.0][n % 3],
+            "config.w_init": ["he_normal", "glorot_normal", "RandomNormal"][n % 3],
+        }
+        if seeds is not None:
+            config["config.seed"] = seeds[n]
+            # Networks 0 and 1 differ only in their seed: replicates of one config.
+            if n == 1:
+                config.update({k: v for k, v in rows[0].items()
+                               if k.startswith("config.") and k != "config.seed"})
+        if dataset is None:
+            del config["config.dataset"]
+        for step in SHORT_STEPS if n == 5 else STEPS:
+            train_acc = float(rng.uniform(0.1, 1.0))
+            test_acc = float(train_acc - rng.uniform(0.0, 0.1))
+            rows.append({"test_accuracy": test_acc, "test_loss": float(rng.uniform(0.1, 3)),
+                         "train_accuracy": train_acc,
+                         "train_loss": math.inf if (n, step) == (INF_NETWORK, INF_STEP) else 0.5,
+                         "step": step, **config})
+            nets.append(n)
+    perm = rng.permutation(len(rows))
+    metrics = pd.DataFrame([rows[i] for i in perm]).drop(columns=list(drop))
+    weights = rng.normal(size=(len(rows), width)).astype(np.float32)
+    for r, i in enumerate(perm):
+        if (nets[i], rows[i]["step"]) == (NAN_NETWORK, NAN_STEP):
+            weights[r, 100] = np.nan
+    np.save(root / "weights.npy", weights)
+    metrics.to_csv(root / metrics_name, index=False)
+    return Source(root, weights, metrics, np.array(nets)[perm])
+
+
+def expected_params(weights_row: np.ndarray, variables) -> list[dict[str, np.ndarray]]:
+    """Canonical layers cut from one source row by hand (independent of the importer's layout code)."""
+    cut, pos = {}, 0
+    for varname, shape in variables:
+        size = math.prod(shape)
+        cut[varname] = weights_row[pos:pos + size].reshape(shape)
+        pos += size
+    return [{"kernel": cut[f"sequential/{name}/kernel:0"], "bias": cut[f"sequential/{name}/bias:0"]}
+            for name in ("conv2d", "conv2d_1", "conv2d_2", "dense")]
+
+
+@pytest.fixture
+def source(tmp_path) -> Source:
+    return make_source(tmp_path / "mnist")
+
+
+@pytest.fixture
+def imported(source, tmp_path) -> Path:
+    import_smallcnnzoo(source.path, tmp_path / "zoo")
+    return tmp_path / "zoo"
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    capsys.readouterr()
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --------------------------------------------------------------------------- round trip
+
+
+@pytest.mark.parametrize("chunk_rows", [smallcnnzoo.DEFAULT_CHUNK_ROWS, 2])
+def test_round_trip_exact(source, tmp_path, chunk_rows):
+    import_smallcnnzoo(source.path, tmp_path / "zoo", chunk_rows=chunk_rows)
+    zoo = load_zoo(tmp_path / "zoo")
+    variables = mnist_layout()
+    for _, row in zoo.table.iterrows():
+        got = zoo.params(row["network_id"], int(row["epoch"]))
+        src = source.weights[int(row["source_row"])]
+        if np.isfinite(src).all():
+            want = expected_params(src, variables)
+        else:  # stored as zeros, flagged
+            assert row["status"] == "diverged"
+            want = [{k: np.zeros_like(v) for k, v in layer.items()}
+                    for layer in expected_params(src, variables)]
+        for g, w in zip(got, want, strict=True):
+            for param in ("kernel", "bias"):
+                assert g[param].dtype == np.float32
+                np.testing.assert_array_equal(g[param], w[param])
+    files = sorted(p.name for p in (tmp_path / "zoo" / storage.WEIGHTS_DIR).iterdir())
+    if chunk_rows == 2:
+        assert len(files) == 11  # steps 0 (6 rows) 20 (5) 86 (5) 1 (1) 40 (1), two rows a file
+    else:
+        assert files == [f"step{s:06d}-000.safetensors" for s in (0, 1, 20, 40, 86)]
+
+
+def test_nothing_non_finite_is_stored(imported):
+    from safetensors.numpy import load_file
+
+    for path in (imported / storage.WEIGHTS_DIR).iterdir():
+        for name, value in load_file(path).items():
+            assert np.isfinite(value).all(), (path, name)
+
+
+# --------------------------------------------------------------------------- table and manifest
+
+
+def test_table_contents(source, imported):
+    zoo = load_zoo(imported)
+    t = zoo.table
+    src = source.metrics
+    assert len(t) == len(src) == 18 and zoo.num_networks == 6
+    assert list(t.sort_values(["index", "epoch"])["source_row"]) == list(t["source_row"])
+    by_src = t.set_index("source_row").sort_index()
+    np.testing.assert_array_equal(by_src["test_acc"], src["test_accuracy"])
+    np.testing.assert_array_equal(by_src["train_acc"], src["train_accuracy"])
+    np.testing.assert_array_equal(by_src["test_loss"], src["test_loss"])
+    np.testing.assert_array_equal(by_src["gen_gap"], src["train_accuracy"] - src["test_accuracy"])
+    np.testing.assert_array_equal(by_src["epoch"], src["step"])
+    np.testing.assert_array_equal(by_src["learning_rate"], src["config.learning_rate"])
+    np.testing.assert_array_equal(by_src["weight_decay"], src["config.l2reg"])
+    np.testing.assert_array_equal(by_src["init_scale"], src["config.init_std"])
+    np.testing.assert_array_equal(by_src["dropout"], src["config.dropout"])
+    np.testing.assert_array_equal(by_src["train_fraction"], src["config.train_fraction"])
+    assert list(by_src["optimizer"]) == list(src["config.optimizer"])
+    assert list(by_src["init"]) == list(src["config.w_init"])
+    assert list(by_src["activation"]) == list(src["config.activation"])
+    assert set(t["family"]) == {"cnn"} and set(t["hidden"]) == {"16-16-16"}
+    assert set(t["depth"]) == {3} and set(t["max_width"]) == {16} and set(t["n_params"]) == {4970}
+    assert set(t["dataset"]) == set(t["dataset_base"]) == {"mnist"}
+    assert set(t["n_train"]) == set(t["batch_size"]) == set(t["seed"]) == {-1}
+    assert (t["config_id"] == t["network_id"]).all()
+    assert t["network_id"].str.fullmatch("[0-9a-f]{16}").all()
+    # One network per written network, indexed by first appearance in the source rows.
+    net_of = dict(zip(by_src.index, by_src["network_id"], strict=True))
+    for n in range(6):
+        rows = np.flatnonzero(source.net_of_row == n)
+        assert len({net_of[r] for r in rows}) == 1
+    first = [source.net_of_row[r] for r in sorted(np.unique(source.net_of_row, return_index=True)[1])]
+    ids_in_order = t.drop_duplicates("index").sort_values("index")["network_id"].tolist()
+    assert ids_in_order == [net_of[int(np.flatnonzero(source.net_of_row == n)[0])] for n in first]
+    # Final flags and epochs: the short network ends at step 40.
+    final = zoo.final
+    assert len(final) == 6 and final["network_id"].is_unique
+    short = net_of[int(np.flatnonzero(source.net_of_row == 5)[0])]
+    assert zoo.row(short)["epoch"] == 40 and zoo.row(short)["final"]
+    assert set(t.loc[t["network_id"] == short, "epochs"]) == {40}
+    assert set(t.loc[t["network_id"] != short, "epochs"]) == {86}
+    assert set(final["epoch"]) == {40, 86}
+    # Diverged: the NaN weights row and the inf-loss row, nothing else.
+    diverged = t[t["status"] == "diverged"]
+    nan_id = net_of[int(np.flatnonzero(source.net_of_row == NAN_NETWORK)[0])]
+    inf_id = net_of[int(np.flatnonzero(source.net_of_row == INF_NETWORK)[0])]
+    assert sorted(zip(diverged["network_id"], diverged["epoch"], diverged["diverged_epoch"], strict=True)) \
+        == sorted([(nan_id, NAN_STEP, NAN_STEP), (inf_id, INF_STEP, INF_STEP)])
+    assert set(t.loc[t["status"] == "ok", "diverged_epoch"]) == {0}
+    assert set(t["status"]) == {"ok", "diverged"}
+
+
+def test_manifest(source, imported):
+    zoo = load_zoo(imported)
+    m = zoo.manifest
+    assert (m["format"], m["format_version"]) == (storage.FORMAT, storage.FORMAT_VERSION)
+    assert m["name"] == zoo.name == "smallcnnzoo-mnist" and m["num_networks"] == 6
+    assert m["datasets"] == {} and m["shard"] is None
+    assert m["config"]["zoo"]["input_shape"] == [28, 28, 1] and m["config"]["zoo"]["num_classes"] == 10
+    assert m["config"]["zoo"]["checkpoint_epochs"] == [0, 1, 20, 40, 86]
+    assert m["source"]["kind"] == "smallcnnzoo" and m["source"]["input_shape_from"] == "dataset"
+    assert m["source"]["files"] == {name: storage.sha256_file(source.path / name)
+                                    for name in ("weights.npy", "layout.csv", "metrics.csv.gz")}
+    assert set(m["files"]) == {storage.TABLE} | {f"{storage.WEIGHTS_DIR}/{p.name}"
+                                                 for p in (imported / storage.WEIGHTS_DIR).iterdir()}
+    assert verify_zoo(imported) == []
+    assert sorted(p.name for p in imported.parent.iterdir()) == ["mnist", "zoo"]  # no temporary left
+
+
+def test_imported_networks_run(imported):
+    zoo = load_zoo(imported)
+    x = np.random.default_rng(1).uniform(-1, 1, size=(4, 28, 28, 1)).astype(np.float32)
+    for nid in zoo.final["network_id"]:
+        arch = zoo.arch(nid)
+        assert arch.input_shape == (28, 28, 1) and arch.hidden == (16, 16, 16) and arch.num_classes == 10
+    # One network per activation: each apply on a new shape or activation compiles.
+    for nid in zoo.final[zoo.final["status"] == "ok"].drop_duplicates("activation")["network_id"]:
+        logits = np.asarray(apply(zoo.arch(nid), zoo.params(nid), x))
+        assert logits.shape == (4, 10) and np.isfinite(logits).all()
+
+
+def test_ids_are_stable(source, imported, tmp_path):
+    """Same config.* values, same ids and weights fingerprint: wherever the directory lies."""
+    moved = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(source.path, moved)
+    manifest = import_smallcnnzoo(moved, tmp_path / "zoo2")
+    a, b = load_zoo(imported), load_zoo(tmp_path / "zoo2")
+    assert manifest["weights_fingerprint"] == a.weights_fingerprint
+    pd.testing.assert_frame_equal(a.table, b.table)
+
+
+def test_seed_column_groups_replicates(tmp_path):
+    src = make_source(tmp_path / "mnist", seeds=(7, 8, 9, 10, 11, 12), metrics_name="metrics.csv")
+    import_smallcnnzoo(src.path, tmp_path / "zoo")
+    final = load_zoo(tmp_path / "zoo").final
+    assert final["network_id"].nunique() == 6 and final["config_id"].nunique() == 5
+    assert sorted(final["seed"]) == [7, 8, 9, 10, 11, 12]
+    pair = final[final["seed"].isin([7, 8])]
+    assert pair["config_id"].nunique() == 1
+
+
+def test_missing_optional_columns(tmp_path):
+    drop = ("config.b_init", "config.dropout", "config.w_init", "config.optimizer", "test_loss", "train_loss")
+    src = make_source(tmp_path / "mnist", dataset=None, drop=drop)
+    import_smallcnnzoo(src.path, tmp_path / "zoo")
+    t = load_zoo(tmp_path / "zoo").table
+    assert set(t["init"]) == set(t["optimizer"]) == {"unknown"}
+    assert t["dropout"].isna().all() and t["test_loss"].isna().all()
+    assert set(t["dataset"]) == {"mnist"}  # the directory's name
+    # Without train_loss, only the NaN weights row is diverged.
+    assert (t["status"] == "diverged").sum() == 1
+
+
+@pytest.mark.parametrize(("in_channels", "dataset", "option", "want", "source"), [
+    (1, "cifar10", None, (32, 32, 1), "dataset"),
+    (3, "svhn_cropped", None, (32, 32, 3), "dataset"),
+    (3, "my_data", None, (32, 32, 3), "channels"),
+    (1, "my_data", None, (28, 28, 1), "channels"),
+    (1, "my_data", (64, 64, 1), (64, 64, 1), "option"),
+])
+def test_input_shape(tmp_path, in_channels, dataset, option, want, source):
+    src = make_source(tmp_path / "src", in_channels=in_channels, dataset=dataset)
+    manifest = import_smallcnnzoo(src.path, tmp_path / "zoo", input_shape=option)
+    assert tuple(manifest["config"]["zoo"]["input_shape"]) == want
+    assert manifest["source"]["input_shape_from"] == source
+    zoo = load_zoo(tmp_path / "zoo")
+    arch = zoo.arch(zoo.final["network_id"][0])
+    assert arch.input_shape == want and arch.layer_shapes()[0][0] == (3, 3, in_channels, 16)
+
+
+def test_dataset_option(source, tmp_path):
+    manifest = import_smallcnnzoo(source.path, tmp_path / "zoo", dataset="mnist@perm1")
+    assert manifest["name"] == "smallcnnzoo-mnist@perm1"
+    assert set(load_zoo(tmp_path / "zoo").table["dataset"]) == {"mnist@perm1"}
+
+
+@pytest.mark.parametrize(("text", "want"), [("(3, 3, 1, 16)", (3, 3, 1, 16)), ("(16,)", (16,)),
+                                            ("[16, 10]", (16, 10)), ("16", (16,))])
+def test_parse_shape(text, want):
+    assert parse_shape(text, "layout.csv") == want
+
+
+@pytest.mark.parametrize("text", ["(3, 3, one, 16)", "()", "(3, -3)", "__import__('os')", "(0, 3)", "(3,,3)"])
+def test_parse_shape_refuses(text):
+    with pytest.raises(SourceError, match="layout.csv: unparsable shape"):
+        parse_shape(text, "layout.csv")
+
+
+def test_parse_input_shape():
+    assert parse_input_shape("28,28,1") == parse_input_shape("28x28x1") == (28, 28, 1)
+    with pytest.raises(ValueError, match="expected H,W,C"):
+        parse_input_shape("28,28")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def assert_nothing_written(tmp_path: Path, out: Path) -> None:
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+class _Trap:
+    """Unpickling this creates a file: proof that a loader unpickled."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickled_weights_refused(source, tmp_path):
+    # The trap works: unpickling a copy creates its marker.
+    probe = tmp_path / "probe"
+    pickle.loads(pickle.dumps(_Trap(probe))).close()
+    assert probe.exists()
+    marker = tmp_path / "unpickled"
+    np.save(source.path / "weights.npy", np.array([_Trap(marker)] * 3, dtype=object), allow_pickle=True)
+    with pytest.raises(SourceError, match=r"weights\.npy: holds a object array, not plain floats"):
+        import_smallcnnzoo(source.path, tmp_path / "zoo")
+    assert not marker.exists()
+    assert_nothing_written(tmp_path, tmp_path / "zoo")
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    ("missing_layout", r"layout\.csv: missing"),
+    ("missing_weights", r"weights\.npy: missing"),
+    ("missing_metrics", r"metrics\.csv: missing"),
+    ("wider_weights", r"weights\.npy: rows have 4971 values but .*layout\.csv lays out 4970"),
+    ("fewer_metrics", r"metrics\.csv\.gz: 17 rows but .*weights\.npy holds 18 checkpoints"),
+    ("bad_shape", r"layout\.csv row 2 \(sequential/conv2d/kernel:0\): unparsable shape '\(3, 3, one, 16\)'"),
+    ("size_mismatch", r"layout\.csv row 1 .*end_idx - start_idx = 15 but shape \(16,\) has 16 values"),
+    ("kernel_5x5",
+     r"layout\.csv: sequential/conv2d/kernel:0 has shape \(5, 5, 1, 16\); zoobench's CNNs have 3x3"),
+    ("flatten_head",
+     r"layout\.csv: the dense head .* takes 64 inputs but the last conv layer has 16 channels"),
+    ("batchnorm", r"layout\.csv: variable 'sequential/bn/gamma:0' is neither a layer's kernel nor its bias"),
+    ("unknown_activation", r"metrics\.csv\.gz: config\.activation 'swish' is not one of zoobench's"),
+    ("no_test_accuracy", r"metrics\.csv\.gz: missing required column\(s\) \['test_accuracy'\]"),
+    ("no_config", r"metrics\.csv\.gz: no config\.\* columns"),
+    ("fractional_step", r"metrics\.csv\.gz: step row 1 is 0\.5"),
+    ("not_npy", r"weights\.npy: not a \.npy file"),
+    ("int_weights", r"weights\.npy: holds a int32 array, not plain floats"),
+])
+def test_source_errors(source, tmp_path, damage, message):
+    src = source.path
+    if damage.startswith("missing_"):
+        name = {"layout": "layout.csv", "weights": "weights.npy", "metrics": "metrics.csv.gz"}[damage[8:]]
+        (src / name).unlink()
+    elif damage == "wider_weights":
+        np.save(src / "weights.npy", np.zeros((18, 4971), np.float32))
+    elif damage == "fewer_metrics":
+        source.metrics.iloc[:-1].to_csv(src / "metrics.csv.gz", index=False)
+    elif damage in ("bad_shape", "size_mismatch"):
+        layout = pd.read_csv(src / "layout.csv")
+        if damage == "bad_shape":
+            layout.loc[1, "shape"] = "(3, 3, one, 16)"
+        else:
+            layout.loc[0, "end_idx"] = 15
+        layout.to_csv(src / "layout.csv", index=False)
+    elif damage == "kernel_5x5":
+        width = write_layout(src / "layout.csv", mnist_layout(kernel=5))
+        np.save(src / "weights.npy", np.zeros((18, width), np.float32))
+    elif damage == "flatten_head":
+        variables = mnist_layout()
+        variables[-1] = ("sequential/dense/kernel:0", (64, 10))
+        width = write_layout(src / "layout.csv", variables)
+        np.save(src / "weights.npy", np.zeros((18, width), np.float32))
+    elif damage == "batchnorm":
+        width = write_layout(src / "layout.csv", [*mnist_layout(), ("sequential/bn/gamma:0", (16,))])
+        np.save(src / "weights.npy", np.zeros((18, width), np.float32))
+    elif damage == "unknown_activation":
+        source.metrics.assign(**{"config.activation": "swish"}).to_csv(src / "metrics.csv.gz", index=False)
+    elif damage == "no_test_accuracy":
+        source.metrics.drop(columns=["test_accuracy"]).to_csv(src / "metrics.csv.gz", index=False)
+    elif damage == "no_config":
+        cols = [c for c in source.metrics.columns if c.startswith("config.")]
+        source.metrics.drop(columns=cols).to_csv(src / "metrics.csv.gz", index=False)
+    elif damage == "fractional_step":
+        source.metrics.assign(step=0.5).to_csv(src / "metrics.csv.gz", index=False)
+    elif damage == "not_npy":
+        (src / "weights.npy").write_bytes(b"not an array")
+    elif damage == "int_weights":
+        np.save(src / "weights.npy", np.zeros((18, 4970), np.int32))
+    out = tmp_path / "zoo"
+    with pytest.raises(SourceError, match=message):
+        import_smallcnnzoo(src, out)
+    assert_nothing_written(tmp_path, out)
+
+
+def test_refuses_non_empty_out(source, tmp_path):
+    out = tmp_path / "zoo"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(ZooError, match=r"zoo: already exists and is not empty"):
+        import_smallcnnzoo(source.path, out)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    (out / "keep.txt").unlink()  # an empty directory is fine
+    import_smallcnnzoo(source.path, out)
+    assert verify_zoo(out) == []
+
+
+def test_failure_while_writing_leaves_nothing(source, tmp_path, monkeypatch):
+    def boom(*_args, **_kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(storage, "write_table", boom)
+    with pytest.raises(OSError, match="disk full"):
+        import_smallcnnzoo(source.path, tmp_path / "zoo")
+    assert_nothing_written(tmp_path, tmp_path / "zoo")
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_json(source, tmp_path, capsys):
+    out = tmp_path / "zoo"
+    code, stdout, _ = run_cli(capsys, "zoo", "import-smallcnnzoo", source.path, "--out", out, "--json")
+    assert code == 0
+    doc = json.loads(stdout)  # exactly one JSON document
+    assert doc["num_networks"] == 6 and doc["checkpoints"] == 18 and doc["input_shape"] == [28, 28, 1]
+    assert doc["weights_fingerprint"] == load_zoo(out).weights_fingerprint
+    code, stdout, _ = run_cli(capsys, "zoo", "verify", out, "--json")
+    assert code == 0 and json.loads(stdout)["ok"] is True
+    code, stdout, _ = run_cli(capsys, "zoo", "info", out, "--json")
+    info = json.loads(stdout)
+    assert code == 0 and info["num_networks"] == 6 and info["diverged"] == 1
+    assert info["checkpoint_epochs"] == [0, 1, 20, 40, 86]
+
+
+def test_cli_text_and_options(source, tmp_path, capsys):
+    out = tmp_path / "zoo"
+    code, stdout, _ = run_cli(capsys, "zoo", "import-smallcnnzoo", source.path, "--out", out,
+                              "--dataset", "digits", "--input-shape", "8,8,1")
+    assert code == 0
+    assert stdout.startswith(f"imported {source.path} into {out}: 6 networks, 18 checkpoints, "
+                             "input shape (8, 8, 1)")
+    assert set(load_zoo(out).table["dataset"]) == {"digits"}
+
+
+def test_cli_errors(source, tmp_path, capsys):
+    (source.path / "layout.csv").unlink()
+    code, stdout, stderr = run_cli(capsys, "zoo", "import-smallcnnzoo", source.path, "--out", tmp_path / "z",
+                                   "--json")
+    assert code == 1
+    assert "layout.csv: missing" in json.loads(stdout)["error"] and "layout.csv: missing" in stderr
+    code, _, stderr = run_cli(capsys, "zoo", "import-smallcnnzoo", source.path, "--out", tmp_path / "z",
+                              "--input-shape", "28")
+    assert code == 2 and "expected H,W,C" in stderr
+    code, _, stderr = run_cli(capsys, "zoo", "import-smallcnnzoo", source.path)
+    assert code == 2 and "--out" in stderr

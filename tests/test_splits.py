@@ -1,0 +1,322 @@
+"""Splits: the rules (pure functions of a metadata table), the files, their checks and the twins."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import copy_zoo
+
+from benchmark import splits
+from benchmark.splits import (
+    PARTS,
+    SPLITS,
+    SplitError,
+    SplitUnavailable,
+    assign_parts,
+    checked_in_path,
+    get_split,
+    held_out_dataset,
+    load_split,
+    make_split,
+    network_metadata,
+    read_split,
+    split_fingerprint,
+    split_path,
+    width_threshold,
+    write_split,
+)
+from benchmark.twins import pick_twins
+from zoo_builder.storage import MANIFEST, load_zoo, write_json
+
+DATASETS = {"digits": "digits", "digits@perm1": "digits", "mnist5k": "mnist5k", "mnist1d": "mnist1d"}
+
+
+def synthetic_meta(num_configs: int = 300, replicates: int = 2, seed: int = 0) -> pd.DataFrame:
+    """A network metadata table as `network_metadata` returns it, for a made-up zoo."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in range(num_configs):
+        dataset = list(DATASETS)[rng.integers(len(DATASETS))]
+        family = ["mlp", "mlp", "cnn"][rng.integers(3)]
+        width = int(rng.integers(4, 33))
+        for r in range(replicates):
+            index = c * replicates + r
+            rows.append({"network_id": f"{index:016x}", "index": index, "config_id": f"c{c:015d}",
+                         "dataset": dataset, "dataset_base": DATASETS[dataset], "family": family,
+                         "max_width": width})
+    return pd.DataFrame(rows)
+
+
+def part_of(parts) -> dict[str, str]:
+    return {nid: p for p in PARTS for nid in parts[p]}
+
+
+def check_partition(meta: pd.DataFrame, parts) -> dict[str, str]:
+    """Parts are disjoint, cover every network, and replicates share their part."""
+    listed = [nid for p in PARTS for nid in parts[p]]
+    assert len(listed) == len(set(listed)) == len(meta)
+    assert set(listed) == set(meta["network_id"])
+    where = part_of(parts)
+    per_config = meta.assign(part=meta["network_id"].map(where)).groupby("config_id")["part"].nunique()
+    assert (per_config == 1).all()
+    return where
+
+
+# --------------------------------------------------------------------------- rules (pure)
+
+
+def test_id_split_is_a_stratified_70_10_20_partition_by_config():
+    meta = synthetic_meta()
+    parts, details = assign_parts(meta, "id")
+    where = check_partition(meta, parts)
+    share = {p: len(parts[p]) / len(meta) for p in PARTS}
+    assert share == pytest.approx({"train": 0.7, "val": 0.1, "test": 0.2}, abs=0.01)
+    # Every (dataset, family) stratum gets close to its share of every part.
+    meta = meta.assign(part=meta["network_id"].map(where))
+    for (_, _), group in meta.groupby(["dataset", "family"]):
+        frac = group["part"].value_counts(normalize=True)
+        assert abs(frac.get("test", 0) - 0.2) <= 0.06 and abs(frac.get("val", 0) - 0.1) <= 0.06
+    assert details["group_by"] == "config_id" and details["stratify"] == ["dataset", "family"]
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_parts_depend_on_ids_and_metadata_not_on_row_order(split):
+    meta = synthetic_meta(seed=1)
+    shuffled = meta.sample(frac=1.0, random_state=3)
+    assert assign_parts(meta, split) == assign_parts(shuffled, split)
+    assert assign_parts(meta, split) != assign_parts(synthetic_meta(seed=2), split)
+
+
+def test_ood_width_tests_the_widest_networks():
+    meta = synthetic_meta()
+    parts, details = assign_parts(meta, "ood-width")
+    where = check_partition(meta, parts)
+    width = meta.set_index("network_id")["max_width"]
+    test_widths = width[[i for i in width.index if where[i] == "test"]]
+    rest_widths = width[[i for i in width.index if where[i] != "test"]]
+    assert test_widths.min() > rest_widths.max()
+    assert details["min_test_width"] == test_widths.min() and details["max_trainval_width"] == rest_widths.max()
+    assert len(parts["test"]) / len(meta) == pytest.approx(0.2, abs=0.05)
+    assert len(parts["val"]) / len(rest_widths) == pytest.approx(1 / 8, abs=0.02)
+
+
+def test_width_threshold_picks_the_test_share_closest_to_a_fifth():
+    widths = pd.Series([4] * 50 + [8] * 30 + [16] * 15 + [32] * 5)
+    assert width_threshold(widths) == 16  # 20% from 16 up; 32 gives 5%, 8 gives 50%
+    with pytest.raises(SplitUnavailable, match="at least two max widths"):
+        width_threshold(pd.Series([8, 8, 8]))
+
+
+def test_ood_task_holds_out_one_dataset_unseen_in_train_and_val():
+    meta = synthetic_meta()
+    parts, details = assign_parts(meta, "ood-task")
+    where = check_partition(meta, parts)
+    held = details["held_out_dataset"]
+    assert held == "mnist5k"  # the last in sorted order among datasets whose base is not shared
+    ds = meta.set_index("network_id")["dataset"]
+    assert {ds[i] for i in parts["test"]} == {held}
+    assert held not in {ds[i] for i in ds.index if where[i] != "test"}
+
+
+@pytest.mark.parametrize(("datasets", "held"), [
+    (["digits", "digits@perm1", "mnist1d"], "mnist1d"),
+    (["digits", "digits@perm1", "mnist5k", "mnist1d"], "mnist5k"),
+    (["mnist1d", "digits", "mnist5k@perm1", "mnist5k", "mnist5k@perm2"], "mnist1d"),
+    (["digits", "digits@perm1"], "digits@perm1"),  # every base shared: the last name
+])
+def test_held_out_dataset(datasets, held):
+    meta = pd.DataFrame({"dataset": datasets, "dataset_base": [d.split("@")[0] for d in datasets]})
+    assert held_out_dataset(meta) == held
+
+
+def test_ood_task_needs_two_datasets():
+    meta = synthetic_meta().assign(dataset="digits", dataset_base="digits")
+    with pytest.raises(SplitUnavailable, match="at least two datasets"):
+        assign_parts(meta, "ood-task")
+
+
+def test_unknown_split_name_is_refused():
+    with pytest.raises(ValueError, match=r"split must be one of \['id', 'ood-width', 'ood-task'\], got 'ood'"):
+        assign_parts(synthetic_meta(10), "ood")
+
+
+def test_pick_twins_takes_a_tenth_at_least_one_deterministically():
+    ids = [f"{i:016x}" for i in range(45)]
+    twins = pick_twins(ids, "material")
+    assert len(twins) == 5 and len(pick_twins(ids[:3], "material")) == 1 and pick_twins([], "m") == ()
+    assert twins == pick_twins(list(reversed(ids)), "material")
+    assert {t.of for t in twins} <= set(ids) and not {t.id for t in twins} & set(ids)
+    assert len({t.seed for t in twins}) == 5
+    assert pick_twins(ids, "other material") != twins
+
+
+# --------------------------------------------------------------------------- files on a real zoo
+
+
+@pytest.fixture
+def zoo_dir(tmp_path, tiny_preset_zoo) -> Path:
+    """A private copy of the tiny preset zoo, without split files."""
+    return copy_zoo(tiny_preset_zoo, tmp_path / "tiny")
+
+
+def test_get_split_writes_a_deterministic_file_next_to_the_zoo(zoo_dir):
+    zoo = load_zoo(zoo_dir)
+    meta = network_metadata(zoo.table)
+    for split in SPLITS:
+        s = get_split(zoo, split)
+        path = split_path(zoo_dir, split)
+        assert s.path == path and path.is_file()
+        check_partition(meta, s.parts)
+        first = path.read_bytes()
+        path.unlink()
+        assert get_split(zoo_dir, split) == s and path.read_bytes() == first
+        doc = json.loads(first)
+        assert doc["format"] == "zoobench-split" and doc["format_version"] == 1 and doc["split"] == split
+        assert doc["zoo"] == {"name": "tiny", "weights_fingerprint": zoo.weights_fingerprint}
+        assert doc["fingerprint"] == split_fingerprint(doc) == s.fingerprint
+        assert get_split(zoo, split).path == path  # read back, not recomputed
+
+
+def test_id_split_of_the_tiny_preset_has_every_dataset_in_every_big_part(zoo_dir):
+    zoo = load_zoo(zoo_dir)
+    s = get_split(zoo, "id")
+    dataset = zoo.final.set_index("network_id")["dataset"]
+    for part in ("train", "test"):
+        assert {dataset[i] for i in s.parts[part]} == set(dataset)
+    assert len(s.parts["test"]) == pytest.approx(0.2 * 48, abs=2)
+    assert len(s.parts["val"]) >= 2
+
+
+def test_twins_of_a_split(zoo_dir):
+    zoo = load_zoo(zoo_dir)
+    for split in SPLITS:
+        s = get_split(zoo, split)
+        n_test = len(s.parts["test"])
+        assert len(s.twins) == max(1, int(np.floor(0.1 * n_test + 0.5)))
+        assert {t.of for t in s.twins} <= set(s.parts["test"])
+        assert not {t.id for t in s.twins} & set(zoo.table["network_id"])
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_checked_in_tiny_splits_match_what_get_split_computes(zoo_dir, split):
+    """The shipped files cannot drift from the rules (weights fingerprints may differ by machine)."""
+    shipped = read_split(checked_in_path("tiny", split))
+    made = make_split(load_zoo(zoo_dir), split)
+    for field in ("name", "zoo_name", "parts", "twins", "details"):
+        assert getattr(shipped, field) == getattr(made, field), field
+
+
+def test_a_matching_checked_in_file_is_used(zoo_dir, tmp_path, monkeypatch):
+    zoo = load_zoo(zoo_dir)
+    monkeypatch.setattr(splits, "_CHECKED_IN", tmp_path / "shipped")
+    shipped = write_split(make_split(zoo, "id"), checked_in_path("tiny", "id"))
+    assert get_split(zoo, "id").path == shipped.path
+    assert not split_path(zoo_dir, "id").exists()
+
+
+def test_a_checked_in_file_of_other_weights_is_ignored(zoo_dir, tmp_path, monkeypatch):
+    zoo = load_zoo(zoo_dir)
+    monkeypatch.setattr(splits, "_CHECKED_IN", tmp_path / "shipped")
+    made = make_split(zoo, "id")
+    other = dataclasses.replace(made, weights_fingerprint="0" * 64)
+    doc = other.to_doc()
+    other = dataclasses.replace(other, fingerprint=split_fingerprint(doc))
+    write_split(other, checked_in_path("tiny", "id"))
+    got = get_split(zoo, "id")
+    assert got.path == split_path(zoo_dir, "id") and got.parts == made.parts and got.twins == made.twins
+    assert got.weights_fingerprint == zoo.weights_fingerprint
+
+
+def test_editing_the_zoo_fingerprint_of_a_split_file_is_caught(zoo_dir):
+    zoo = load_zoo(zoo_dir)
+    path = get_split(zoo, "id").path
+    doc = json.loads(path.read_text())
+    doc["zoo"]["weights_fingerprint"] = "f" * 64
+    path.write_text(json.dumps(doc))
+    with pytest.raises(SplitError) as e:
+        get_split(zoo, "id")
+    assert str(path) in str(e.value) and "f" * 64 in str(e.value) and zoo.weights_fingerprint in str(e.value)
+
+
+def test_a_split_of_another_zoo_is_refused(zoo_dir, tmp_path):
+    path = get_split(load_zoo(zoo_dir), "ood-task").path
+    other_dir = copy_zoo(zoo_dir, tmp_path / "other")
+    manifest = json.loads((other_dir / MANIFEST).read_text())
+    manifest["weights_fingerprint"] = "a" * 64  # a rebuilt zoo: other weights
+    write_json(other_dir / MANIFEST, manifest)
+    with pytest.raises(SplitError) as e:
+        load_split(path, other_dir)
+    assert str(path) in str(e.value) and "a" * 64 in str(e.value)
+    assert load_zoo(zoo_dir).weights_fingerprint in str(e.value)
+    # The copied zoo came with the first zoo's split file next to it: refused too.
+    with pytest.raises(SplitError, match="weights fingerprint"):
+        get_split(other_dir, "ood-task")
+    split_path(other_dir, "ood-task").unlink()
+    assert get_split(other_dir, "ood-task").weights_fingerprint == "a" * 64
+
+
+def _rewrite(path: Path, edit, refingerprint: bool) -> None:
+    doc = json.loads(path.read_text())
+    edit(doc)
+    if refingerprint:
+        doc["fingerprint"] = split_fingerprint(doc)
+    path.write_text(json.dumps(doc))
+
+
+def _move_first_train_id_to_test(doc):
+    doc["parts"]["test"].append(doc["parts"]["train"].pop(0))
+
+
+def _add_unknown_id(doc):
+    doc["parts"]["val"].append("0123456789abcdef")
+
+
+def _drop_a_network(doc):
+    doc["parts"]["train"].pop()
+
+
+def _twin_of_a_train_network(doc):
+    doc["twins"][0]["of"] = doc["parts"]["train"][0]
+
+
+def _change_a_twin_seed(doc):
+    doc["twins"][0]["seed"] += 1
+
+
+@pytest.mark.parametrize(("edit", "refingerprint", "message"), [
+    (_move_first_train_id_to_test, False, "fingerprint mismatch"),
+    (_add_unknown_id, True, "1 unknown network id"),
+    (_drop_a_network, True, "networks are in no part"),
+    (_twin_of_a_train_network, True, "is not a test network"),
+    (_change_a_twin_seed, True, "do not derive from the split"),
+])
+def test_an_edited_split_file_is_caught(zoo_dir, edit, refingerprint, message):
+    zoo = load_zoo(zoo_dir)
+    path = get_split(zoo, "id").path
+    _rewrite(path, edit, refingerprint)
+    with pytest.raises(SplitError, match=message) as e:
+        get_split(zoo, "id")
+    assert str(e.value).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"", b"\xff\xfe", b"[]", b'{"format": "zoobench-zoo"}'])
+def test_a_corrupted_split_file_is_caught(zoo_dir, content):
+    zoo = load_zoo(zoo_dir)
+    path = get_split(zoo, "ood-width").path
+    path.write_bytes(content)
+    with pytest.raises(SplitError) as e:
+        get_split(zoo, "ood-width")
+    assert str(e.value).startswith(f"{path}: ")
+
+
+def test_truncated_split_file_is_caught(zoo_dir):
+    zoo = load_zoo(zoo_dir)
+    path = get_split(zoo, "id").path
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(SplitError, match="not a readable JSON split file"):
+        get_split(zoo, "id")
