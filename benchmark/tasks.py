@@ -306,6 +306,28 @@ def _synthetic(pairs: Sequence[Pair], material: str) -> dict[str, tuple[str, str
     return out
 
 
+def _items(ids: Sequence[str], epochs_of: Mapping[str, list[int]] | None, final_epoch: int):
+    """(network id, epoch) items: the final checkpoint, or every one with `epochs_of`."""
+    if epochs_of is None:
+        return [(i, final_epoch) for i in ids]
+    return [(i, e) for i in ids for e in epochs_of[i]]
+
+
+def _target_arrays(rows: pd.DataFrame, items, targets: Sequence[str],
+                   classes: Mapping) -> dict[str, np.ndarray]:
+    """Target name -> values of `items` (table rows indexed by network id and epoch); classes as indices."""
+    index = pd.MultiIndex.from_tuples(items, names=["network_id", "epoch"])
+    out = {}
+    for t in targets:
+        values = rows.loc[index, t].to_numpy() if items else np.zeros(0)
+        if t in classes:
+            lookup = {c: k for k, c in enumerate(classes[t])}
+            out[t] = np.array([lookup[str(v)] for v in values], np.int64)
+        else:
+            out[t] = np.asarray(values, np.float64)
+    return out
+
+
 def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: bool = False,
               include_diverged: bool = False) -> Task:
     """Build task `name` on `split` of `zoo` (a Zoo or a zoo directory).
@@ -331,77 +353,60 @@ def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: 
     final = zoo.final
     if not include_diverged:
         final = final[final["status"] != "diverged"]
-    kept = set(final["network_id"])
-    part_ids = {p: [i for i in ids if i in kept] for p, ids in the_split.parts.items()}
+    if final.empty:
+        raise TaskUnavailable(f"{zoo.root}: every network diverged; nothing to build the task on")
+    position = dict(zip(final["network_id"], final["index"], strict=True))
+    part_ids = {p: sorted((i for i in ids if i in position), key=position.__getitem__)
+                for p, ids in the_split.parts.items()}
     targets = TARGETS[name]
     classes = {}
+    if name == "classification":
+        check_shapes_uninformative(final, targets)
     if name in ("classification", "retrieval"):
-        if name == "classification":
-            check_shapes_uninformative(final, targets)
         classes = {t: tuple(sorted(set(final[t].astype(str)))) for t in targets}
-    twins = {t.id: t for t in the_split.twins if t.of in kept}
+    twins = {t.id: t for t in the_split.twins if t.of in position}
     rows = zoo.table.set_index(["network_id", "epoch"])
     final_epoch = int(zoo.manifest["config"]["zoo"]["epochs"])
     epochs_of = (zoo.table.groupby("network_id")["epoch"].apply(lambda s: sorted(int(e) for e in s))
                  if all_checkpoints else None)
-
-    def items(ids):
-        if epochs_of is None:
-            return [(i, final_epoch) for i in ids]
-        return [(i, e) for i in ids for e in epochs_of[i]]
-
-    def target_arrays(item_list) -> dict[str, np.ndarray]:
-        index = pd.MultiIndex.from_tuples(item_list, names=["network_id", "epoch"])
-        out = {}
-        for t in targets:
-            values = rows.loc[index, t].to_numpy() if item_list else np.zeros(0)
-            if t in classes:
-                lookup = {c: k for k, c in enumerate(classes[t])}
-                out[t] = np.array([lookup[str(v)] for v in values], np.int64)
-            else:
-                out[t] = np.asarray(values, np.float64)
-        return out
-
-    if not kept:
-        raise TaskUnavailable(f"{zoo.root}: every network diverged; nothing to build the task on")
-    defaults = view_defaults([zoo.arch(i) for i in sorted(kept)])
+    defaults = view_defaults([zoo.arch(i) for i in sorted(position)])
     built, answers = {}, {}
     for part in ("train", "val", "test"):
         pairs = _pairs(part_ids[part], final, material) if name == "merging" else ()
-        synthetic = _synthetic(pairs, material) if name == "merging" else {}
         if name == "merging" and not pairs:
             raise TaskUnavailable(
                 "merging needs replicate pairs (networks sharing a config_id; zoo config `replicates` >= 2), "
                 f"and the {part} part of split {split!r} has none")
-        own = items(part_ids[part])
-        part_twins = twins if part == "test" else {}
-        all_items = own + [(t, e) for t in sorted(part_twins) for (_, e) in items([part_twins[t].of])]
-        if part == "test":
-            all_items.sort(key=lambda it: derive_hex(material, name, it[0], str(it[1])))
-        source = _Source(zoo, part_ids[part], part_twins, {b: (a, seed) for a, b, seed in synthetic.values()})
+        synthetic = _synthetic(pairs, material)
         true_perms = {pid: aligning_permutations(zoo.arch(a), seed)
                       for pid, (a, _, seed) in synthetic.items()}
-        built[part] = TaskPart(
-            name=part,
-            ids=tuple(i for i, _ in all_items),
-            epochs=np.array([e for _, e in all_items], np.int64),
-            targets=None if part == "test" else target_arrays(own),
-            pairs=pairs,
-            synthetic_pairs=tuple(Pair(pid, a, b) for pid, (a, b, _) in synthetic.items()),
-            synthetic_permutations=None if part == "test" or name != "merging" else true_perms,
-            view_defaults=defaults,
-            _source=source,
-        )
+        own = _items(part_ids[part], epochs_of, final_epoch)
+        part_twins = twins if part == "test" else {}
+        all_items = own + [(t, e) for t in sorted(part_twins)
+                           for _, e in _items([part_twins[t].of], epochs_of, final_epoch)]
         if part == "test":
+            all_items.sort(key=lambda it: derive_hex(material, name, it[0], str(it[1])))
             originals = [it for it in all_items if it[0] not in part_twins]
             answers = {
                 "ids": tuple(i for i, _ in originals),
                 "epochs": np.array([e for _, e in originals], np.int64),
-                "targets": target_arrays(originals),
+                "targets": _target_arrays(rows, originals, targets, classes),
                 "twins": {t: tw.of for t, tw in part_twins.items()},
                 "pairs": pairs,
                 "synthetic_permutations": true_perms,
             }
+        built[part] = TaskPart(
+            name=part,
+            ids=tuple(i for i, _ in all_items),
+            epochs=np.array([e for _, e in all_items], np.int64),
+            targets=None if part == "test" else _target_arrays(rows, own, targets, classes),
+            pairs=pairs,
+            synthetic_pairs=tuple(Pair(pid, a, b) for pid, (a, b, _) in synthetic.items()),
+            synthetic_permutations=true_perms if name == "merging" and part != "test" else None,
+            view_defaults=defaults,
+            _source=_Source(zoo, part_ids[part], part_twins,
+                            {b: (a, seed) for a, b, seed in synthetic.values()}),
+        )
     return Task(
         name=name, split=split, zoo=zoo, train=built["train"], val=built["val"], test=built["test"],
         targets=targets, classes=classes, split_fingerprint=the_split.fingerprint,

@@ -31,6 +31,8 @@ from benchmark.splits import (
     write_split,
 )
 from benchmark.twins import pick_twins
+from zoo_builder.config import load_preset, sample_networks
+from zoo_builder.datasets import parse_dataset_name
 from zoo_builder.storage import MANIFEST, load_zoo, write_json
 
 DATASETS = {"digits": "digits", "digits@perm1": "digits", "mnist5k": "mnist5k", "mnist1d": "mnist1d"}
@@ -100,7 +102,8 @@ def test_ood_width_tests_the_widest_networks():
     test_widths = width[[i for i in width.index if where[i] == "test"]]
     rest_widths = width[[i for i in width.index if where[i] != "test"]]
     assert test_widths.min() > rest_widths.max()
-    assert details["min_test_width"] == test_widths.min() and details["max_trainval_width"] == rest_widths.max()
+    assert details["min_test_width"] == test_widths.min()
+    assert details["max_trainval_width"] == rest_widths.max()
     assert len(parts["test"]) / len(meta) == pytest.approx(0.2, abs=0.05)
     assert len(parts["val"]) / len(rest_widths) == pytest.approx(1 / 8, abs=0.02)
 
@@ -141,8 +144,9 @@ def test_ood_task_needs_two_datasets():
 
 
 def test_unknown_split_name_is_refused():
-    with pytest.raises(ValueError, match=r"split must be one of \['id', 'ood-width', 'ood-task'\], got 'ood'"):
+    with pytest.raises(ValueError) as e:
         assign_parts(synthetic_meta(10), "ood")
+    assert str(e.value) == "split must be one of ['id', 'ood-width', 'ood-task'], got 'ood'"
 
 
 def test_pick_twins_takes_a_tenth_at_least_one_deterministically():
@@ -211,6 +215,28 @@ def test_checked_in_tiny_splits_match_what_get_split_computes(zoo_dir, split):
         assert getattr(shipped, field) == getattr(made, field), field
 
 
+def preset_metadata(preset: str) -> pd.DataFrame:
+    """What `network_metadata` reads from a preset's zoo, drawn from its config without training."""
+    nets = sample_networks(load_preset(preset))
+    return pd.DataFrame({
+        "network_id": [n.network_id for n in nets], "index": [n.index for n in nets],
+        "config_id": [n.config_id for n in nets], "dataset": [n.dataset for n in nets],
+        "dataset_base": [parse_dataset_name(n.dataset)[0] for n in nets],
+        "family": [n.arch.family for n in nets], "max_width": [max(n.arch.hidden) for n in nets]})
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+def test_checked_in_splits_match_the_preset_configs(preset):
+    """Split files depend on ids and config metadata only, so the preset configs alone reproduce them."""
+    meta = preset_metadata(preset)
+    for split in SPLITS:
+        shipped = read_split(checked_in_path(preset, split))
+        parts, details = assign_parts(meta, split)
+        assert shipped.zoo_name == preset and shipped.name == split
+        assert shipped.parts == parts and shipped.details == details
+        assert shipped.twins == pick_twins(parts["test"], splits.seed_material(split, preset, parts))
+
+
 def test_a_matching_checked_in_file_is_used(zoo_dir, tmp_path, monkeypatch):
     zoo = load_zoo(zoo_dir)
     monkeypatch.setattr(splits, "_CHECKED_IN", tmp_path / "shipped")
@@ -260,10 +286,15 @@ def test_a_split_of_another_zoo_is_refused(zoo_dir, tmp_path):
     assert get_split(other_dir, "ood-task").weights_fingerprint == "a" * 64
 
 
-def _rewrite(path: Path, edit, refingerprint: bool) -> None:
+def _rewrite(path: Path, edit, redo: str) -> None:
+    """Edit a split file; redo "twins" and/or "fingerprint" so that only the intended check can fail."""
     doc = json.loads(path.read_text())
     edit(doc)
-    if refingerprint:
+    if "twins" in redo:
+        material = splits.seed_material(doc["split"], doc["zoo"]["name"], doc["parts"])
+        doc["twins"] = [{"id": t.id, "of": t.of, "seed": t.seed}
+                        for t in pick_twins(doc["parts"]["test"], material)]
+    if "fingerprint" in redo:
         doc["fingerprint"] = split_fingerprint(doc)
     path.write_text(json.dumps(doc))
 
@@ -288,17 +319,18 @@ def _change_a_twin_seed(doc):
     doc["twins"][0]["seed"] += 1
 
 
-@pytest.mark.parametrize(("edit", "refingerprint", "message"), [
-    (_move_first_train_id_to_test, False, "fingerprint mismatch"),
-    (_add_unknown_id, True, "1 unknown network id"),
-    (_drop_a_network, True, "networks are in no part"),
-    (_twin_of_a_train_network, True, "is not a test network"),
-    (_change_a_twin_seed, True, "do not derive from the split"),
+@pytest.mark.parametrize(("edit", "redo", "message"), [
+    (_move_first_train_id_to_test, "", "fingerprint mismatch"),
+    (_move_first_train_id_to_test, "fingerprint", "do not derive from the split"),
+    (_add_unknown_id, "twins fingerprint", "1 unknown network id"),
+    (_drop_a_network, "twins fingerprint", "1 of the zoo's networks are in no part"),
+    (_twin_of_a_train_network, "fingerprint", "is not a test network"),
+    (_change_a_twin_seed, "fingerprint", "do not derive from the split"),
 ])
-def test_an_edited_split_file_is_caught(zoo_dir, edit, refingerprint, message):
+def test_an_edited_split_file_is_caught(zoo_dir, edit, redo, message):
     zoo = load_zoo(zoo_dir)
     path = get_split(zoo, "id").path
-    _rewrite(path, edit, refingerprint)
+    _rewrite(path, edit, redo)
     with pytest.raises(SplitError, match=message) as e:
         get_split(zoo, "id")
     assert str(e.value).startswith(f"{path}: ")
