@@ -34,6 +34,9 @@ COMPILE_CACHE = Path(
 COMPILE_CACHE.mkdir(parents=True, exist_ok=True)
 os.environ["ZOOBENCH_COMPILE_CACHE"] = str(COMPILE_CACHE)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The CLI gives XLA one CPU device per core; subprocess builds use one, like the in-process
+# builds they are compared with (1 vs N devices agree only within float tolerance).
+os.environ.setdefault("ZOOBENCH_CPU_DEVICES", "1")
 
 import jax  # noqa: E402 (the environment above must be set before JAX starts)
 

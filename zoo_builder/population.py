@@ -162,6 +162,7 @@ class PopState(NamedTuple):
     opt_state: optax.OptState
     diverged: jax.Array  # (N,) bool
     diverged_epoch: jax.Array  # (N,) int32, 0 if never
+    subset: jax.Array  # (N, n_max) int32: the training subset, indices into the network's dataset
 
 
 def net_arrays(nets: Sequence[NetworkConfig], dataset_index: dict[str, int],
@@ -405,20 +406,20 @@ def make_train_epoch(key: GroupKey, input_shape, num_classes):
 
     def epoch_fn(state: PopState, net: NetArrays, data: TrainingData, epoch, num_steps):
         n_max = data.x_train.shape[1]
-        subset = _subset(net, data.n_train[net.dataset], n_max)
         u = _uniform(_stream(net.seed, 3, epoch), (n_max,))
         order = jnp.argsort(jnp.where(jnp.arange(n_max) < net.n_train, u, 2.0))
         padded = -(-n_max // B) * B
-        sample_idx = jnp.pad(subset[order], (0, padded - n_max))
+        sample_idx = jnp.pad(state.subset[order], (0, padded - n_max))
         masks = _masks(key, shapes, net.hidden)
-        x_all, y_all = data.x_train[net.dataset], data.y_train[net.dataset]
         own_steps = -(-net.n_train // B)
 
         def step(s, carry):
             params, opt_state, diverged, div_epoch, loss_sum = carry
             pos = jax.lax.dynamic_slice(sample_idx, (s * B,), (B,))
             weight = ((s * B + jnp.arange(B)) < net.n_train).astype(jnp.float32)
-            x, y = x_all[pos], net.label_map[y_all[pos]]
+            # Index the shared table directly: slicing out the network's dataset first would
+            # copy a whole dataset per network per epoch.
+            x, y = data.x_train[net.dataset, pos], net.label_map[data.y_train[net.dataset, pos]]
             loss, grads = jax.value_and_grad(_loss, argnums=1)(
                 key, params, net, x, y, weight, _stream(net.seed, 4, epoch, s))
             grads = jax.tree.map(jnp.multiply, grads, masks)
@@ -438,23 +439,24 @@ def make_train_epoch(key: GroupKey, input_shape, num_classes):
                  state.diverged_epoch, jnp.float32(0.0))
         params, opt_state, diverged, div_epoch, loss_sum = jax.lax.fori_loop(
             0, num_steps, step, carry)
-        return PopState(params, opt_state, diverged, div_epoch), loss_sum / own_steps
+        return PopState(params, opt_state, diverged, div_epoch, state.subset), loss_sum / own_steps
 
     return epoch_fn
 
 
 def make_init(key: GroupKey):
-    """``init(params, net) -> PopState`` for one network: optimizer state and flags."""
+    """``init(params, net, data) -> PopState`` for one network: optimizer state, flags, subset."""
     opt = make_group_optimizer(key.optimizer)
 
-    def init_fn(params, net: NetArrays) -> PopState:
-        return PopState(params, opt.init(params, net), jnp.bool_(False), jnp.int32(0))
+    def init_fn(params, net: NetArrays, data: TrainingData) -> PopState:
+        subset = _subset(net, data.n_train[net.dataset], data.x_train.shape[1]).astype(jnp.int32)
+        return PopState(params, opt.init(params, net), jnp.bool_(False), jnp.int32(0), subset)
 
     return init_fn
 
 
 def make_evaluate(key: GroupKey):
-    """``evaluate(params, net, data, train_blocks, test_blocks) -> metrics`` for one network."""
+    """``evaluate(state, net, data, train_blocks, test_blocks) -> metrics`` for one network."""
 
     def block_metrics(params, net, x, y, weight):
         logits = _logits(key, params, net, x)
@@ -464,7 +466,7 @@ def make_evaluate(key: GroupKey):
         ce = jnp.where(jnp.isfinite(ce), ce, jnp.inf)
         return jnp.sum(jnp.where(weight > 0, ce, 0.0)), jnp.sum(correct * weight)
 
-    def over_blocks(params, net, x_all, y_all, indices, n, num_blocks):
+    def over_blocks(params, net, x_table, y_table, indices, n, num_blocks):
         size = indices.shape[0]
         padded = -(-size // EVAL_BLOCK) * EVAL_BLOCK
         indices = jnp.pad(indices, (0, padded - size))
@@ -472,23 +474,21 @@ def make_evaluate(key: GroupKey):
         def body(b, acc):
             pos = jax.lax.dynamic_slice(indices, (b * EVAL_BLOCK,), (EVAL_BLOCK,))
             weight = ((b * EVAL_BLOCK + jnp.arange(EVAL_BLOCK)) < n).astype(jnp.float32)
-            loss, correct = block_metrics(params, net, x_all[pos], net.label_map[y_all[pos]], weight)
+            x, y = x_table[net.dataset, pos], net.label_map[y_table[net.dataset, pos]]
+            loss, correct = block_metrics(params, net, x, y, weight)
             return acc[0] + loss, acc[1] + correct
 
         loss, correct = jax.lax.fori_loop(0, num_blocks, body, (jnp.float32(0), jnp.float32(0)))
         n = jnp.maximum(n, 1).astype(jnp.float32)
         return loss / n, correct / n
 
-    def evaluate(params, net: NetArrays, data: TrainingData, train_blocks, test_blocks):
-        n_max = data.x_train.shape[1]
-        subset = _subset(net, data.n_train[net.dataset], n_max)
+    def evaluate(state: PopState, net: NetArrays, data: TrainingData, train_blocks, test_blocks):
         train_loss, train_acc = over_blocks(
-            params, net, data.x_train[net.dataset], data.y_train[net.dataset], subset,
-            net.n_train, train_blocks)
+            state.params, net, data.x_train, data.y_train, state.subset, net.n_train, train_blocks)
         m_max = data.x_test.shape[1]
         test_loss, test_acc = over_blocks(
-            params, net, data.x_test[net.dataset], data.y_test[net.dataset],
-            jnp.arange(m_max), data.n_test[net.dataset], test_blocks)
+            state.params, net, data.x_test, data.y_test, jnp.arange(m_max), data.n_test[net.dataset],
+            test_blocks)
         return {"train_loss": train_loss, "train_acc": train_acc,
                 "test_loss": test_loss, "test_acc": test_acc}
 
@@ -545,13 +545,13 @@ class PopulationTrainer:
     def _build_executables(self, key: GroupKey, n_pad: int):
         t = time.perf_counter()
         cfg = (key, self.input_shape, self.num_classes)
-        init_fn = jax.vmap(make_init(key))
+        init_fn = jax.vmap(make_init(key), in_axes=(0, 0, None))
         epoch_fn = jax.vmap(make_train_epoch(*cfg), in_axes=(0, 0, None, None, None))
         eval_fn = jax.vmap(make_evaluate(key), in_axes=(0, 0, None, None, None))
         params, nets = self._abstract(key, n_pad)
         state = jax.tree.map(
             lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.pop_sharding),
-            jax.eval_shape(init_fn, params, nets))
+            jax.eval_shape(init_fn, params, nets, self.data))
         scalar = jax.ShapeDtypeStruct((), jnp.int32)
 
         def compile_(fn, *args):
@@ -560,9 +560,9 @@ class PopulationTrainer:
             return jax.jit(fn, out_shardings=self.pop_sharding).lower(*args).compile(COMPILER_OPTIONS)
 
         executables = (
-            compile_(init_fn, params, nets),
+            compile_(init_fn, params, nets, self.data),
             compile_(epoch_fn, state, nets, self.data, scalar, scalar),
-            compile_(eval_fn, params, nets, self.data, scalar, scalar),
+            compile_(eval_fn, state, nets, self.data, scalar, scalar),
         )
         with _COMPILE_LOCK:
             self.timer.compile_s += time.perf_counter() - t
@@ -613,7 +613,7 @@ class PopulationTrainer:
         nets_dev = jax.device_put(nets_np, self.pop_sharding)
         params_dev = jax.device_put(jax.tree.map(pad, params), self.pop_sharding)
         init_c, epoch_c, eval_c = self.executables(key, n)
-        state = self._run(init_c, params_dev, nets_dev)
+        state = self._run(init_c, params_dev, nets_dev, self.data)
         n_max_train = int(np.max(nets_np.n_train))
         num_steps = np.int32(-(-n_max_train // key.batch_size))
         train_blocks = np.int32(-(-n_max_train // EVAL_BLOCK))
@@ -623,7 +623,7 @@ class PopulationTrainer:
             state, loss = self._run(epoch_c, state, nets_dev, self.data, np.int32(epoch), num_steps)
             losses.append(np.asarray(loss)[:n])
             if epoch in checkpoint_epochs:
-                metrics = self._run(eval_c, state.params, nets_dev, self.data, train_blocks,
+                metrics = self._run(eval_c, state, nets_dev, self.data, train_blocks,
                                     test_blocks)
                 checkpoints[epoch] = (
                     jax.tree.map(lambda a: np.asarray(a)[:n], state.params),
