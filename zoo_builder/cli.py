@@ -12,21 +12,9 @@ import os
 import sys
 from pathlib import Path
 
+from zoo_builder.devices import use_every_cpu_core
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-
-
-def _use_every_cpu_core() -> None:
-    """Give XLA one CPU device per core (before JAX starts; GPUs are unaffected).
-
-    XLA runs a CPU device's program mostly on one core, so a population sharded over
-    one device per core trains about twice as fast on two cores. Respects an explicit
-    device count in XLA_FLAGS; ZOOBENCH_CPU_DEVICES overrides the core count.
-    """
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" in flags:
-        return
-    count = os.environ.get("ZOOBENCH_CPU_DEVICES") or str(os.cpu_count() or 1)
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={int(count)}".strip()
 
 
 def _enable_compile_cache() -> None:
@@ -274,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     from zoo_builder.storage import ZooError  # noqa: PLC0415
 
     args = build_parser().parse_args(argv)
-    _use_every_cpu_core()
+    use_every_cpu_core()
     try:
         return args.func(args)
     except (ConfigError, ZooError, ValueError, KeyError, FileNotFoundError) as e:
