@@ -1,1 +1,5 @@
-"""leaderboard: see the project's open issues; this package is not implemented yet."""
+"""The zoobench leaderboard: submission format, validation, scoring with intervals, SQLite store.
+
+docs/submission.md is the contract; `leaderboard.submission.write_submission`
+is what a method calls, `zoobench leaderboard score|show` what a maintainer runs.
+"""

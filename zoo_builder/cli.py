@@ -254,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("zoo", help="zoo directory (missing split files are written to ZOO/splits/)")
     t.add_argument("--json", action="store_true", help="print one JSON document")
     t.set_defaults(func=cmd_tasks)
+
+    from leaderboard.cli import add_commands as add_leaderboard_commands  # noqa: PLC0415
+
+    add_leaderboard_commands(sub)
     return parser
 
 

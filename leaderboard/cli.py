@@ -1,0 +1,106 @@
+"""`zoobench leaderboard score|show`: score submission files into the database, print the tables.
+
+Registered by `zoo_builder.cli.build_parser`. The database defaults to
+``leaderboard.sqlite`` in the current directory (``--db`` to choose another).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from leaderboard.store import DEFAULT_DB
+
+EXIT_OK, EXIT_ERROR = 0, 1
+
+
+def cmd_score(args) -> int:
+    from leaderboard.score import score_submission  # noqa: PLC0415
+    from leaderboard.store import add_result, connect  # noqa: PLC0415
+    from leaderboard.submission import SubmissionError  # noqa: PLC0415
+    from zoo_builder.storage import load_zoo  # noqa: PLC0415
+
+    zoo = load_zoo(args.zoo)
+    tasks: dict = {}
+    results, lines = [], []
+    conn = connect(args.db)
+    try:
+        for path in args.files:
+            try:
+                r = score_submission(path, zoo, seed=args.seed, resamples=args.resamples, tasks=tasks)
+            except SubmissionError as e:
+                results.append({"path": path, "ok": False, "problems": e.problems, "error": str(e)})
+                lines.append(str(e))
+                continue
+            row_id, new = add_result(conn, r)
+            results.append({**r, "ok": True, "id": row_id, "stored": new})
+            head = (f"{path}: {r['method']} {r['version']} on {r['task']}/{r['split']}, "
+                    f"{'stored as' if new else 'already stored as'} #{row_id}")
+            lines.append(head + "".join(f"\n  {k}: {_fmt(m)}" for k, m in r["metrics"].items())
+                         + "".join(f"\n  symmetry {k}: {v}" for k, v in r["symmetry"].items()))
+    finally:
+        conn.close()
+    ok = all(r["ok"] for r in results)
+    doc = {"db": str(args.db), "ok": ok, "results": results}
+    if args.json:
+        json.dump(doc, sys.stdout, indent=2, sort_keys=True, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        print("\n".join(lines))
+    return EXIT_OK if ok else EXIT_ERROR
+
+
+def _fmt(m: dict) -> str:
+    return f"{m['value']} [{m['ci_low']}, {m['ci_high']}] (n={m['n']})"
+
+
+def cmd_show(args) -> int:
+    from leaderboard.store import connect, entries  # noqa: PLC0415
+    from leaderboard.table import render  # noqa: PLC0415
+
+    args.json = args.format == "json"  # so that an error, too, is printed as one JSON document
+    if not Path(args.db).is_file():
+        raise FileNotFoundError(f"{args.db}: no leaderboard database there; "
+                                "`zoobench leaderboard score ... --db PATH` creates it")
+    conn = connect(args.db)
+    try:
+        rows = entries(conn, task=args.task, split=args.split)
+    finally:
+        conn.close()
+    print(render(rows, args.format))
+    return EXIT_OK
+
+
+def add_commands(sub) -> None:
+    """Add the `leaderboard` command group to the top-level subparsers `sub`."""
+    lb = sub.add_parser("leaderboard", help="score submissions into a database and show the tables")
+    lsub = lb.add_subparsers(dest="leaderboard_command", required=True)
+
+    s = lsub.add_parser("score", help="validate and score submission files store the valid ones")
+    s.add_argument("files", nargs="+", metavar="FILE", help="submission files")
+    s.add_argument("--zoo", required=True, help="zoo directory the submissions were made for")
+    s.add_argument("--db", default=DEFAULT_DB, help=f"SQLite database (default: ./{DEFAULT_DB})")
+    s.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    s.add_argument("--resamples", type=positive, default=1000, help="bootstrap resamples (default: 1000)")
+    s.add_argument("--json", action="store_true", help="print one JSON document")
+    s.set_defaults(func=cmd_score)
+
+    sh = lsub.add_parser("show", help="print the leaderboard tables")
+    sh.add_argument("--db", default=DEFAULT_DB, help=f"SQLite database (default: ./{DEFAULT_DB})")
+    sh.add_argument("--task", help="only this task")
+    sh.add_argument("--split", help="only this split")
+    sh.add_argument("--format", choices=["text", "markdown", "json"], default="text",
+                    help="table format (default: text); json prints one JSON document")
+    sh.set_defaults(func=cmd_show)
+
+
+def positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return n

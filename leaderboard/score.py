@@ -1,0 +1,190 @@
+"""Scoring a submission: validate it, then compute its metrics against the test targets.
+
+This is the only module that reads test targets (`benchmark.tasks.test_targets`).
+Primary metrics are over the original test items; twins only feed the symmetry
+consistency numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import MutableMapping
+from pathlib import Path
+
+import numpy as np
+
+from leaderboard import metrics as M
+from leaderboard.submission import MAX_BYTES, Submission, SubmissionError
+from leaderboard.validate import check_against_task, load_submission_task, read_with_problems
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def strict_json(value):
+    """`value` with nan as None and ±inf as "inf"/"-inf": valid JSON for the store and --json output."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    if isinstance(value, float | np.floating):
+        v = float(value)
+        return None if np.isnan(v) else ("inf" if v == np.inf else "-inf" if v == -np.inf else v)
+    return value
+
+
+def _key(network_id: str, epoch: int, all_checkpoints: bool) -> str:
+    return f"{network_id}@{int(epoch)}" if all_checkpoints else network_id
+
+
+def _items(task, answers: dict, all_checkpoints: bool) -> tuple[list[str], list[tuple[str, str]]]:
+    """Keys of the original test items, and (twin key, original key) of every twin item."""
+    originals = [_key(i, e, all_checkpoints) for i, e in zip(answers["ids"], answers["epochs"], strict=True)]
+    twins = [(_key(i, e, all_checkpoints), _key(answers["twins"][i], e, all_checkpoints))
+             for i, e in zip(task.test.ids, task.test.epochs, strict=True) if i in answers["twins"]]
+    return originals, twins
+
+
+def _class_index(value, classes) -> int:
+    return classes.index(value) if isinstance(value, str) else int(np.argmax(value))
+
+
+def _score_generalization(sub, task, answers, seed, resamples):
+    originals, twins = _items(task, answers, sub.metadata.all_checkpoints)
+    out, sym = {}, {}
+    for t in task.targets:
+        y = answers["targets"][t]
+        pred = {k: sub.predictions[k][t] for k in sub.predictions}
+        y_pred = np.array([pred[k] for k in originals], np.float64)
+        out[f"{t}/kendall_tau"] = M.estimate(M.kendall_tau, y, y_pred, seed=seed, resamples=resamples,
+                                                   fast=M.fast_kendall_tau)
+        out[f"{t}/r2"] = M.estimate(M.r2, y, y_pred, seed=seed, resamples=resamples, fast=M.fast_r2)
+        c = M.regression_consistency([pred[a] for a, _ in twins], [pred[b] for _, b in twins], y_pred)
+        sym[f"{t}/normalized_abs_diff"] = c["normalized"]
+        sym[f"{t}/mean_abs_diff"] = c["mean_abs_diff"]
+    return out, sym
+
+
+def _score_classification(sub, task, answers, seed, resamples):
+    originals, twins = _items(task, answers, False)
+    out, sym = {}, {}
+    for t in task.targets:
+        classes = list(task.classes[t])
+        pred = {k: _class_index(sub.predictions[k][t], classes) for k in sub.predictions}
+        y, y_pred = answers["targets"][t], np.array([pred[k] for k in originals], np.int64)
+        out[f"{t}/accuracy"] = M.estimate(M.accuracy, y, y_pred, seed=seed, resamples=resamples)
+        out[f"{t}/macro_f1"] = M.estimate(M.macro_f1, y, y_pred, seed=seed, resamples=resamples,
+                                                fast=M.fast_macro_f1)
+        sym[f"{t}/agreement"] = M.class_agreement([pred[a] for a, _ in twins], [pred[b] for _, b in twins])
+    return out, sym
+
+
+def _score_retrieval(sub, task, answers, seed, resamples):
+    originals, twins = _items(task, answers, False)
+    emb = np.stack([sub.predictions[k] for k in originals])
+    per_query = M.retrieval_per_query(emb, answers["targets"]["dataset"], ks=(1, 10))
+    out = {"mAP": M.mean_estimate(per_query["ap"], seed=seed, resamples=resamples),
+           "recall@1": M.mean_estimate(per_query["hit@1"], seed=seed, resamples=resamples),
+           "recall@10": M.mean_estimate(per_query["hit@10"], seed=seed, resamples=resamples)}
+    position = {k: j for j, k in enumerate(originals)}
+    sym = M.embedding_consistency(
+        np.stack([sub.predictions[a] for a, _ in twins]) if twins else np.zeros((0, emb.shape[1])),
+        np.stack([sub.predictions[b] for _, b in twins]) if twins else np.zeros((0, emb.shape[1])),
+        emb, np.array([position[b] for _, b in twins], np.int64))
+    return out, sym
+
+
+def _score_merging(sub, task, answers, seed, resamples):
+    from benchmark.merging import evaluate_pair, evaluation_data  # noqa: PLC0415 (pulls in JAX)
+
+    zoo = task.zoo
+    dataset_of = dict(zip(zoo.final["network_id"], zoo.final["dataset"], strict=True))
+    data: dict[str, tuple] = {}
+    ratios, barriers, merged = [], [], []
+    for pair in answers["pairs"]:
+        ds = str(dataset_of[pair.id_a])
+        if ds not in data:
+            data[ds] = evaluation_data(zoo, ds)
+        s = evaluate_pair(task.test.arch(pair.id_a), task.test.params(pair.id_a), task.test.params(pair.id_b),
+                          sub.predictions[pair.pair_id], *data[ds])
+        ratios.append(s["acc_ratio"])
+        barriers.append(s["loss_barrier"])
+        merged.append(s["merged_acc"])
+    correct, total = [], []
+    for pid, true in answers["synthetic_permutations"].items():
+        pred = sub.predictions[pid]
+        correct.append(sum(int(np.sum(np.asarray(pred[n]) == np.asarray(p))) for n, p in true.items()))
+        total.append(sum(len(p) for p in true.values()))
+    out = {"acc_ratio": M.mean_estimate(ratios, seed=seed, resamples=resamples),
+           "loss_barrier": M.mean_estimate(barriers, seed=seed, resamples=resamples),
+           "merged_acc": M.mean_estimate(merged, seed=seed, resamples=resamples),
+           "unit_match_acc": M.ratio_estimate(correct, total, seed=seed, resamples=resamples)}
+    return out, {}
+
+
+SCORERS = {"generalization": _score_generalization, "classification": _score_classification,
+           "retrieval": _score_retrieval, "merging": _score_merging}
+PRIMARY = {
+    "generalization": ("test_acc/kendall_tau", "test_acc/r2", "gen_gap/kendall_tau", "gen_gap/r2"),
+    "classification": ("dataset/accuracy", "dataset/macro_f1", "optimizer/accuracy", "optimizer/macro_f1"),
+    "retrieval": ("mAP", "recall@1", "recall@10"),
+    "merging": ("acc_ratio", "loss_barrier", "unit_match_acc", "merged_acc"),
+}
+# Larger is better for every metric but these.
+LOWER_IS_BETTER = frozenset({"loss_barrier"})
+
+
+def score_valid(sub: Submission, task, *, seed: int = M.DEFAULT_SEED,
+                resamples: int = M.DEFAULT_RESAMPLES) -> dict:
+    """Metrics (with intervals) and symmetry consistency of a submission already validated for `task`."""
+    from benchmark.tasks import test_targets  # noqa: PLC0415
+
+    answers = test_targets(task)
+    out, sym = SCORERS[task.name](sub, task, answers, seed, resamples)
+    return strict_json({"metrics": {k: v.to_doc() for k, v in out.items()}, "symmetry": sym})
+
+
+def score_submission(path, zoo, *, seed: int = M.DEFAULT_SEED, resamples: int = M.DEFAULT_RESAMPLES,
+                     max_bytes: int = MAX_BYTES, tasks: MutableMapping | None = None) -> dict:
+    """Validate the submission at `path` against its task on `zoo`, then score it.
+
+    Args:
+      path: a JSON or NPZ submission.
+      zoo: a `Zoo` or its directory.
+      seed, resamples: of the bootstrap intervals (95% percentile).
+      tasks: optional cache (task, split, all_checkpoints) -> Task, shared across calls.
+
+    Returns a JSON-able dict: the submission's metadata, ``sha256`` of the file,
+    ``metrics`` (name -> value, ci_low, ci_high, n), ``symmetry`` and ``bootstrap``.
+    Raises `SubmissionError` (nothing scored) listing every problem.
+    """
+    from benchmark.splits import as_zoo  # noqa: PLC0415
+
+    zoo = as_zoo(zoo)
+    path = Path(path)
+    digest = file_sha256(path)
+    sub, problems = read_with_problems(path, max_bytes=max_bytes)
+    if sub is None:
+        raise SubmissionError(path, problems)
+    m = sub.metadata
+    key = (m.task, m.split, m.all_checkpoints)
+    tasks = {} if tasks is None else tasks
+    if key not in tasks:
+        try:
+            tasks[key] = load_submission_task(sub, zoo)
+        except SubmissionError as e:
+            raise SubmissionError(path, problems + e.problems) from None
+    task = tasks[key]
+    problems += check_against_task(sub, task)
+    if not problems and file_sha256(path) != digest:
+        problems.append("file: changed while it was being scored")
+    if problems:
+        raise SubmissionError(path, problems)
+    scores = score_valid(sub, task, seed=seed, resamples=resamples)
+    return {**m.to_doc(), "path": str(path), "sha256": digest, **scores,
+            "bootstrap": {"seed": seed, "resamples": resamples, "confidence": M.CONFIDENCE}}

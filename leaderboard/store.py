@@ -1,0 +1,148 @@
+"""The leaderboard's database: one SQLite row per scored submission.
+
+Stdlib sqlite3 in WAL mode with a busy timeout, every write in one
+``BEGIN IMMEDIATE`` transaction, so several processes can score at once and
+none loses a row. A file scored twice against the same zoo is stored once
+(UNIQUE on the file's sha256 and the zoo's weights fingerprint).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+DEFAULT_DB = "leaderboard.sqlite"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 60_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS submissions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    method TEXT NOT NULL,
+    version TEXT NOT NULL,
+    description TEXT NOT NULL,
+    task TEXT NOT NULL,
+    split TEXT NOT NULL,
+    all_checkpoints INTEGER NOT NULL,
+    zoo_name TEXT NOT NULL,
+    zoo_fingerprint TEXT NOT NULL,
+    split_fingerprint TEXT NOT NULL,
+    metrics TEXT NOT NULL,      -- JSON: name -> {value, ci_low, ci_high, n}
+    symmetry TEXT NOT NULL,     -- JSON: name -> value
+    bootstrap TEXT NOT NULL,    -- JSON: {seed, resamples, confidence}
+    sha256 TEXT NOT NULL,
+    scored_at TEXT NOT NULL,    -- ISO 8601, UTC
+    UNIQUE (sha256, zoo_fingerprint)
+);
+CREATE INDEX IF NOT EXISTS submissions_task ON submissions (task, split);
+"""
+_COLUMNS = ("id", "method", "version", "description", "task", "split", "all_checkpoints", "zoo_name",
+            "zoo_fingerprint", "split_fingerprint", "metrics", "symmetry", "bootstrap", "sha256", "scored_at")
+_JSON_COLUMNS = ("metrics", "symmetry", "bootstrap")
+
+
+def connect(path=DEFAULT_DB) -> sqlite3.Connection:
+    """Open (creating if needed) the database at `path`: WAL mode, busy timeout, schema in place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        _use_wal(conn)
+        conn.execute("PRAGMA synchronous = NORMAL")
+        with transaction(conn):
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise ValueError(f"{path}: leaderboard database schema version {version}, "
+                                 f"expected {SCHEMA_VERSION}")
+            for statement in filter(str.strip, SCHEMA.split(";")):  # executescript would COMMIT early
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise ValueError(f"{path}: not a usable leaderboard database ({e})") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL (persistent in the file), retrying: SQLite may answer "locked" without waiting."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+class transaction:  # noqa: N801 (used as a context manager, like a function)
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error): takes the write lock up front."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self):
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb):
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False
+
+
+def add_result(conn: sqlite3.Connection, result: dict) -> tuple[int, bool]:
+    """Store a `score_submission` result; returns (row id, whether it is new).
+
+    A result whose (sha256, zoo fingerprint) is already stored is not stored again.
+    """
+    row = {
+        "method": result["method"], "version": result["version"], "description": result["description"],
+        "task": result["task"], "split": result["split"], "all_checkpoints": int(result["all_checkpoints"]),
+        "zoo_name": result["zoo"]["name"], "zoo_fingerprint": result["zoo"]["weights_fingerprint"],
+        "split_fingerprint": result["split_fingerprint"],
+        "metrics": json.dumps(result["metrics"], sort_keys=True, allow_nan=False),
+        "symmetry": json.dumps(result["symmetry"], sort_keys=True, allow_nan=False),
+        "bootstrap": json.dumps(result["bootstrap"], sort_keys=True, allow_nan=False),
+        "sha256": result["sha256"],
+        "scored_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    names = ", ".join(row)
+    marks = ", ".join(f":{k}" for k in row)
+    with transaction(conn):
+        cur = conn.execute(f"INSERT INTO submissions ({names}) VALUES ({marks}) "
+                           "ON CONFLICT (sha256, zoo_fingerprint) DO NOTHING", row)
+        if cur.rowcount == 1:
+            return int(cur.lastrowid), True
+        existing = conn.execute("SELECT id FROM submissions WHERE sha256 = ? AND zoo_fingerprint = ?",
+                                (row["sha256"], row["zoo_fingerprint"])).fetchone()
+        return int(existing[0]), False
+
+
+def entries(conn: sqlite3.Connection, task: str | None = None, split: str | None = None) -> list[dict]:
+    """Stored rows (JSON columns decoded), optionally of one task and split, oldest first."""
+    where, args = [], []
+    for column, value in (("task", task), ("split", split)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    sql = f"SELECT {', '.join(_COLUMNS)} FROM submissions"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    rows = conn.execute(sql + " ORDER BY id", args).fetchall()
+    out = []
+    for r in rows:
+        d = dict(zip(_COLUMNS, r, strict=True))
+        for c in _JSON_COLUMNS:
+            d[c] = json.loads(d[c])
+        d["all_checkpoints"] = bool(d["all_checkpoints"])
+        out.append(d)
+    return out
