@@ -1,1 +1,13 @@
-"""baselines: see the project's open issues; this package is not implemented yet."""
+"""baselines: methods that read trained networks' weights, scored on zoobench's tasks.
+
+* `baselines.ng_gnn`: ng-gnn, a message-passing network over the neural graph
+  (`benchmark.neural_graph`): invariant to hidden-unit permutations by
+  construction, sensitive to the order of input and output neurons. Heads for
+  generalization (regression), classification and retrieval.
+* `baselines.harness`: the shared training harness: `fit(model_cfg, train_cfg,
+  task, seed) -> (trained, history)` (one padding budget per task, so one
+  compilation; batch sharded over all local devices; model selection on the
+  validation part only) and `predict(trained, part)` in the leaderboard's format.
+* `baselines.ng_gnn_merging`: merging by Hungarian matching of ng-gnn's
+  equivariant hidden-node embeddings.
+"""
