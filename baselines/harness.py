@@ -1,0 +1,325 @@
+"""Shared training harness for graph baselines: fit on train, select on val, predict test.
+
+* One padding `Budget` over all parts of a task, so the jitted steps compile once.
+* Data parallel without pmap: each device's share of a batch is padded on its own
+  to one per-device budget and the shares are stacked on a leading device axis,
+  sharded with `NamedSharding(mesh, P("data"))`; inside the jitted step a vmap runs
+  the model per share and the loss is averaged over every real graph of all
+  shares, so gradients are the same as on one device (up to float rounding).
+* Model selection / early stopping reads the validation part only, never test.
+* Deterministic given `seed` (parameter init and the shuffling of batches).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import jraph
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from scipy import stats
+from tqdm.auto import tqdm
+
+from baselines.ng_gnn import ModelConfig, NeuralGraphNet
+from benchmark.neural_graph import Budget, budget_for, pad_batch
+
+# Python-side trace counters: incremented only when jax traces (compiles) a step.
+TRACES = {"train": 0, "eval": 0}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings.
+
+    Attributes:
+      batch_size: graphs per step (over all devices).
+      epochs: maximum epochs; patience: epochs without a better val metric before stopping.
+      learning_rate, weight_decay: optax.adamw.
+      num_devices: devices to shard the batch over (default all local devices).
+      reverse_edges: give the view reversed edges so messages flow both ways.
+      progress: show a tqdm bar.
+    """
+
+    batch_size: int = 8
+    epochs: int = 30
+    patience: int = 10
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    num_devices: int | None = None
+    reverse_edges: bool = True
+    progress: bool = True
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Trained:
+    """What `fit` returns as its params: weights plus what `predict` needs to use them."""
+
+    model_config: ModelConfig
+    train_config: TrainConfig
+    variables: Any
+    budget: Budget
+    classes: dict
+    scale: dict  # regression: target -> (mean, std) of train targets, for loss weights
+
+
+class State(NamedTuple):
+    params: Any
+    opt_state: Any
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def model_config_for(task, **overrides) -> ModelConfig:
+    """The heads a task needs: regression per target, logits per class target, or an embedding."""
+    if task.name == "generalization":
+        outputs = tuple((t, 1) for t in task.targets)
+        kind = "regression"
+    elif task.name == "classification":
+        outputs = tuple((t, len(task.classes[t])) for t in task.targets)
+        kind = "classification"
+    elif task.name == "retrieval":
+        outputs = (("dataset", len(task.classes["dataset"])),)
+        kind = "retrieval"
+    else:
+        raise ValueError(f"ng-gnn does not handle the {task.name!r} task")
+    return ModelConfig(kind=kind, outputs=outputs, **overrides)
+
+
+# --------------------------------------------------------------------------- input pipeline
+
+
+def mesh_for(num_devices: int | None) -> Mesh:
+    devices = jax.local_devices()
+    return Mesh(np.array(devices[: num_devices or len(devices)]), ("data",))
+
+
+def per_device(batch_size: int, n_dev: int) -> int:
+    return max(1, math.ceil(batch_size / n_dev))
+
+
+def graphs_of(part, cfg: TrainConfig) -> list[jraph.GraphsTuple]:
+    return part.view("neural_graph", reverse_edges=cfg.reverse_edges)
+
+
+def stacked_batch(graphs: Sequence[jraph.GraphsTuple], targets: dict[str, np.ndarray], n_dev: int,
+                  budget: Budget) -> tuple[jraph.GraphsTuple, dict[str, np.ndarray], np.ndarray]:
+    """Split `graphs` into `n_dev` shares, pad each to `budget`, stack on a leading device axis.
+
+    Returns (graph, targets, mask): targets (n_dev, n_graph, ...) and mask
+    (n_dev, n_graph) are aligned with the padded graph slots; mask is 1 on real graphs.
+    An empty share holds a copy of graph 0 with mask 0.
+    """
+    k = budget.n_graph - 1
+    shares, tshares, masks = [], [], []
+    for d in range(n_dev):
+        idx = list(range(d * k, min((d + 1) * k, len(graphs))))
+        real = len(idx)
+        idx = idx or [0]
+        shares.append(pad_batch([graphs[i] for i in idx], budget))
+        mask = np.zeros(budget.n_graph, np.float32)
+        mask[:real] = 1.0
+        masks.append(mask)
+        tshares.append({name: np.concatenate([v[idx], np.zeros((budget.n_graph - len(idx),) + v.shape[1:],
+                                                                 v.dtype)])
+                        for name, v in targets.items()})
+    graph = jax.tree.map(lambda *xs: np.stack(xs), *shares)
+    tgt = {name: np.stack([t[name] for t in tshares]) for name in targets}
+    return graph, tgt, np.stack(masks)
+
+
+def batch_iter(graphs, targets, order, cfg: TrainConfig, n_dev: int, budget: Budget):
+    for s in range(0, len(order), cfg.batch_size):
+        idx = order[s:s + cfg.batch_size]
+        yield stacked_batch([graphs[i] for i in idx], {k: v[idx] for k, v in targets.items()}, n_dev, budget)
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def per_graph_loss(cfg: ModelConfig, out: dict, targets: dict, scale: dict) -> jnp.ndarray:
+    """(..., n_graph) loss: scaled MSE per regression target, cross-entropy per class target."""
+    total = 0.0
+    for name, _ in cfg.outputs:
+        if cfg.kind == "regression":
+            std = scale[name][1]
+            total = total + ((out[name][..., 0] - targets[name]) / std) ** 2
+        else:
+            total = total + optax.softmax_cross_entropy_with_integer_labels(
+                out[name], targets[name].astype(jnp.int32))
+    return total
+
+
+def make_steps(model: NeuralGraphNet, tx, scale: dict, mesh: Mesh):
+    """Jitted train and eval steps over device-stacked batches."""
+    cfg = model.config
+    data = NamedSharding(mesh, P("data"))
+    repl = NamedSharding(mesh, P())
+
+    def loss_fn(params, graph, targets, mask):
+        out = jax.vmap(lambda g: model.apply(params, g))(graph)
+        loss = per_graph_loss(cfg, out, targets, scale)
+        return jnp.sum(loss * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+    def train_step(state: State, graph, targets, mask):
+        TRACES["train"] += 1
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, graph, targets, mask)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        return State(optax.apply_updates(state.params, updates), opt_state), loss
+
+    def eval_step(params, graph):
+        TRACES["eval"] += 1
+        return jax.vmap(lambda g: model.apply(params, g))(graph)
+
+    train = jax.jit(train_step, in_shardings=(repl, data, data, data), out_shardings=(repl, repl),
+                    donate_argnums=0)
+    evaluate = jax.jit(eval_step, in_shardings=(repl, data), out_shardings=data)
+    return train, evaluate
+
+
+def run_eval(evaluate, params, graphs, cfg: TrainConfig, n_dev: int, budget: Budget) -> dict[str, np.ndarray]:
+    """Model outputs for every graph, in order (padding slots dropped)."""
+    k = budget.n_graph - 1
+    order = np.arange(len(graphs))
+    chunks = {}
+    for graph, _, mask in batch_iter(graphs, {}, order, cfg, n_dev, budget):
+        out = jax.device_get(evaluate(params, graph))
+        keep = mask.astype(bool)
+        for name, v in out.items():
+            chunks.setdefault(name, []).append(v[:, :k][keep[:, :k]])
+    return {name: np.concatenate(v) for name, v in chunks.items()}
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def kendall(y, yhat) -> float:
+    tau = stats.kendalltau(y, yhat).statistic
+    return 0.0 if not np.isfinite(tau) else float(tau)
+
+
+def val_metric(cfg: ModelConfig, out: dict, targets: dict) -> float:
+    """Higher is better: mean Kendall τ (regression) or mean accuracy (classification, retrieval)."""
+    values = []
+    for name, _ in cfg.outputs:
+        if cfg.kind == "regression":
+            values.append(kendall(targets[name], out[name][:, 0]))
+        else:
+            values.append(float(np.mean(np.argmax(out[name], -1) == targets[name])))
+    return float(np.mean(values))
+
+
+# --------------------------------------------------------------------------- fit / predict
+
+
+def part_targets(cfg: ModelConfig, part) -> dict[str, np.ndarray]:
+    dtype = np.float32 if cfg.kind == "regression" else np.int32
+    return {name: np.asarray(part.targets[name], dtype) for name, _ in cfg.outputs}
+
+
+def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, task, seed: int = 0) -> tuple[Trained, list[dict]]:
+    """Train ng-gnn on `task.train`, keeping the parameters with the best validation metric.
+
+    Returns (trained, history): history has one dict per epoch (train_loss,
+    val_metric). Only `task.train` and `task.val` targets are read.
+    """
+    mesh = mesh_for(train_cfg.num_devices)
+    n_dev = mesh.devices.size
+    parts = {p.name: graphs_of(p, train_cfg) for p in task.parts}
+    budget = budget_for([g for gs in parts.values() for g in gs], per_device(train_cfg.batch_size, n_dev))
+    y_train, y_val = part_targets(model_cfg, task.train), part_targets(model_cfg, task.val)
+    scale = ({n: (float(np.mean(v)), float(np.std(v)) + 1e-3) for n, v in y_train.items()}
+             if model_cfg.kind == "regression" else {})
+    model = NeuralGraphNet(model_cfg)
+    tx = optax.adamw(train_cfg.learning_rate, weight_decay=train_cfg.weight_decay)
+    first = stacked_batch(parts["train"][:1], {}, 1, budget)[0]
+    params = model.init(jax.random.PRNGKey(seed), jax.tree.map(lambda x: x[0], first))
+    # Placed replicated up front, so the first step sees the sharding every later step sees (one trace).
+    state = jax.device_put(State(params, tx.init(params)), NamedSharding(mesh, P()))
+    train, evaluate = make_steps(model, tx, scale, mesh)
+    rng = np.random.default_rng(seed)
+    best, best_metric, since, history = jax.device_get(params), -np.inf, 0, []
+    bar = tqdm(range(train_cfg.epochs), disable=not train_cfg.progress, desc="ng-gnn")
+    for epoch in bar:
+        order = rng.permutation(len(parts["train"]))
+        losses = []
+        for graph, tgt, mask in batch_iter(parts["train"], y_train, order, train_cfg, n_dev, budget):
+            state, loss = train(state, graph, tgt, mask)
+            losses.append((float(loss), float(mask.sum())))
+        out = run_eval(evaluate, state.params, parts["val"], train_cfg, n_dev, budget)
+        metric = val_metric(model_cfg, out, y_val)
+        train_loss = sum(l * w for l, w in losses) / sum(w for _, w in losses)
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_metric": metric})
+        bar.set_postfix(epoch=epoch, val=f"{metric:.3f}", loss=f"{train_loss:.4f}")
+        if metric > best_metric:
+            best, best_metric, since = jax.device_get(state.params), metric, 0
+        else:
+            since += 1
+            if since >= train_cfg.patience:
+                break
+    bar.close()
+    trained = Trained(model_cfg, train_cfg, best, budget, dict(task.classes), scale)
+    return trained, history
+
+
+def outputs(trained: Trained, part) -> dict[str, np.ndarray]:
+    """Raw model outputs for every item of `part`, in `part.ids` order."""
+    mesh = mesh_for(trained.train_config.num_devices)
+    n_dev = mesh.devices.size
+    graphs = graphs_of(part, trained.train_config)
+    budget = trained.budget
+    needed = budget_for(graphs, budget.n_graph - 1)
+    if needed.n_node > budget.n_node or needed.n_edge > budget.n_edge:
+        budget = needed  # a part the budget was not made for (e.g. another zoo): one more compilation
+    model = NeuralGraphNet(trained.model_config)
+    _, evaluate = make_steps(model, optax.identity(), trained.scale, mesh)
+    return run_eval(evaluate, trained.variables, graphs, trained.train_config, n_dev, budget)
+
+
+def item_keys(part) -> list[str]:
+    """Prediction keys: item ids, or ``id@epoch`` when a network has several items (all_checkpoints)."""
+    if len(set(part.ids)) == len(part.ids):
+        return list(part.ids)
+    return [f"{i}@{int(e)}" for i, e in zip(part.ids, part.epochs, strict=True)]
+
+
+def predict(trained: Trained, part) -> dict:
+    """Predictions in the leaderboard's format, keyed by `item_keys(part)`.
+
+    generalization {id: {target: float}}, classification {id: {target: class
+    name}}, retrieval {id: [embedding floats]}.
+    """
+    cfg = trained.model_config
+    out = outputs(trained, part)
+    preds = {}
+    for i, item in enumerate(item_keys(part)):
+        if cfg.kind == "regression":
+            preds[item] = {name: float(out[name][i, 0]) for name, _ in cfg.outputs}
+        elif cfg.kind == "classification":
+            preds[item] = {name: trained.classes[name][int(np.argmax(out[name][i]))]
+                           for name, _ in cfg.outputs}
+        else:
+            preds[item] = [float(x) for x in out["embedding"][i]]
+    return preds
+
+
+def write_submission(trained: Trained, task, path, *, method: str = "ng-gnn", version: str = "0",
+                     description: str = ""):
+    """Predict `task.test` and write a leaderboard submission (validated by the leaderboard)."""
+    from leaderboard.submission import write_submission as write  # noqa: PLC0415 (optional dependency)
+
+    return write(path, task=task, method=method, version=version, description=description,
+                 predictions=predict(trained, task.test))
+
+
+def node_embeddings(trained: Trained, graph: jraph.GraphsTuple) -> np.ndarray:
+    """Final node embeddings of one padded batch (`pad_batch`), for merging by matching."""
+    model = NeuralGraphNet(trained.model_config)
+    return np.asarray(model.apply(trained.variables, graph, method=NeuralGraphNet.node_embeddings))

@@ -1,0 +1,176 @@
+"""ng-gnn: a message-passing network over the neural graph (one node per neuron, one edge per weight).
+
+Hidden neurons carry no identity of their own (no position embedding), and every
+operation is a per-node / per-edge map or a segment reduction, so permuting a
+network's hidden units permutes the node embeddings and leaves graph outputs
+unchanged. Input and output neurons get a learned embedding of their position:
+their order means something, and the model is deliberately sensitive to it.
+
+Layout (Kofinas et al. 2024, "Graph neural networks for learning equivariant
+representations of neural networks", in the style of jraph's models.py):
+
+* node init: Dense([bias, layer index, one-hot node type]) + position embedding
+  (inputs and outputs only); edge init: Dense([weight vector, reverse flag]);
+* `config.num_layers` message-passing layers: edge-conditioned messages
+  MLP([h_sender, h_receiver, e]), aggregated by sum, mean and max separately for
+  forward and reverse edges (so the direction of flow is not lost), then a
+  residual node update and a residual edge update, each followed by a layer norm
+  over the features of one node / edge (never across the batch);
+* readout: mean and max over the real nodes of each graph, then an MLP;
+* heads (`config.kind`): "regression": one output per target, `test_acc` through a
+  sigmoid (an accuracy is in [0, 1]) and `gen_gap` through a tanh (a difference of
+  two accuracies is in [-1, 1] and may be negative); "classification": logits per
+  target; "retrieval": an L2-normalised embedding, followed by a cosine classifier
+  on the dataset labels that trains it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import jraph
+
+from benchmark.neural_graph import INPUT, OUTPUT
+
+KINDS = ("regression", "classification", "retrieval")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Hyperparameters of ng-gnn.
+
+    Attributes:
+      kind: "regression", "classification" or "retrieval" (which heads).
+      outputs: head name -> output size: one per regression target (size 1), the
+        number of classes per classification target, or {"dataset": n} for retrieval.
+      hidden: width of node and edge embeddings.
+      num_layers: message-passing layers (2-4).
+      embed_dim: retrieval embedding length.
+      max_inputs, max_outputs: sizes of the position embedding tables (positions
+        past them share the last entry).
+    """
+
+    kind: str = "regression"
+    outputs: tuple[tuple[str, int], ...] = (("test_acc", 1), ("gen_gap", 1))
+    hidden: int = 32
+    num_layers: int = 2
+    embed_dim: int = 16
+    max_inputs: int = 1024
+    max_outputs: int = 128
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if not 1 <= self.num_layers <= 8:
+            raise ValueError(f"num_layers must be in [1, 8], got {self.num_layers}")
+
+
+# --------------------------------------------------------------------------- segment helpers
+
+
+def node_graph_index(graph: jraph.GraphsTuple) -> jnp.ndarray:
+    """Graph index of every node (padding nodes belong to the padding graph)."""
+    n_graph = graph.n_node.shape[0]
+    return jnp.repeat(jnp.arange(n_graph), graph.n_node, total_repeat_length=graph.nodes["position"].shape[0])
+
+
+def aggregate(values: jnp.ndarray, segments: jnp.ndarray, num_segments: int) -> jnp.ndarray:
+    """[sum, mean, max] of `values` per segment; empty segments give 0 (not -inf)."""
+    total = jax.ops.segment_sum(values, segments, num_segments)
+    count = jax.ops.segment_sum(jnp.ones_like(values[:, :1]), segments, num_segments)
+    biggest = jax.ops.segment_max(values, segments, num_segments)
+    biggest = jnp.where(count > 0, biggest, 0.0)
+    return jnp.concatenate([total, total / jnp.maximum(count, 1.0), biggest], axis=-1)
+
+
+class MLP(nn.Module):
+    """Dense-gelu-Dense."""
+
+    width: int
+    out: int
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(self.out)(nn.gelu(nn.Dense(self.width)(x)))
+
+
+class MessagePassing(nn.Module):
+    """One layer: edge-conditioned messages, 6 aggregations, residual node and edge updates."""
+
+    hidden: int
+
+    @nn.compact
+    def __call__(self, h, e, senders, receivers, reverse):
+        n = h.shape[0]
+        messages = MLP(self.hidden, self.hidden)(jnp.concatenate([h[senders], h[receivers], e], -1))
+        # Forward and reverse edges aggregate into separate slots: segment r + n * reverse.
+        slots = receivers + n * reverse.astype(receivers.dtype)
+        agg = aggregate(messages, slots, 2 * n)
+        agg = jnp.concatenate([agg[:n], agg[n:]], axis=-1)
+        h = nn.LayerNorm()(h + MLP(self.hidden, self.hidden)(jnp.concatenate([h, agg], -1)))
+        edge_in = jnp.concatenate([e, h[senders], h[receivers]], -1)
+        e = nn.LayerNorm()(e + MLP(self.hidden, self.hidden)(edge_in))
+        return h, e
+
+
+class NeuralGraphNet(nn.Module):
+    """ng-gnn on a padded batch of neural graphs (`benchmark.neural_graph.pad_batch`).
+
+    `__call__` returns head name -> (n_graph, size) outputs (padding graphs
+    included: mask them out); `node_embeddings` the final (n_node, hidden) node
+    embeddings, equivariant to hidden-unit permutations.
+    """
+
+    config: ModelConfig
+
+    def setup(self):
+        cfg = self.config
+        self.node_in = nn.Dense(cfg.hidden)
+        self.edge_in = nn.Dense(cfg.hidden)
+        self.input_pos = nn.Embed(cfg.max_inputs, cfg.hidden)
+        self.output_pos = nn.Embed(cfg.max_outputs, cfg.hidden)
+        self.layers = [MessagePassing(cfg.hidden) for _ in range(cfg.num_layers)]
+        self.readout = MLP(cfg.hidden, cfg.hidden)
+        if cfg.kind == "retrieval":
+            self.embed = nn.Dense(cfg.embed_dim)
+            self.scale = self.param("scale", lambda _: jnp.array(10.0))
+        self.heads = {name: nn.Dense(size, name=f"head_{name}") for name, size in cfg.outputs}
+
+    def node_embeddings(self, graph: jraph.GraphsTuple) -> jnp.ndarray:
+        cfg = self.config
+        feats, pos = graph.nodes["features"], graph.nodes["position"]
+        kind = feats[:, 2].astype(jnp.int32)
+        x = jnp.concatenate([feats[:, :2], jax.nn.one_hot(kind, 3)], -1)
+        h = self.node_in(x)
+        p = jnp.maximum(pos, 0)
+        h = h + jnp.where((kind == INPUT)[:, None], self.input_pos(jnp.minimum(p, cfg.max_inputs - 1)), 0)
+        h = h + jnp.where((kind == OUTPUT)[:, None], self.output_pos(jnp.minimum(p, cfg.max_outputs - 1)), 0)
+        # Hidden neurons get no position embedding: that is the permutation invariance.
+        e = self.edge_in(jnp.concatenate([graph.edges["weight"], graph.edges["reverse"][:, None]], -1))
+        for layer in self.layers:
+            h, e = layer(h, e, graph.senders, graph.receivers, graph.edges["reverse"])
+        return h
+
+    def graph_embeddings(self, graph: jraph.GraphsTuple) -> jnp.ndarray:
+        """(n_graph, hidden): mean and max over each graph's nodes, through an MLP."""
+        h = self.node_embeddings(graph)
+        n_graph = graph.n_node.shape[0]
+        index = node_graph_index(graph)
+        agg = aggregate(h, index, n_graph)[:, h.shape[-1]:]  # [mean, max]
+        return self.readout(agg)
+
+    def __call__(self, graph: jraph.GraphsTuple) -> dict[str, jnp.ndarray]:
+        g = self.graph_embeddings(graph)
+        if self.config.kind == "retrieval":
+            z = self.embed(nn.gelu(g))
+            z = z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-6)
+            out = {name: self.scale * head(z) for name, head in self.heads.items()}
+            out["embedding"] = z
+            return out
+        out = {name: head(nn.gelu(g)) for name, head in self.heads.items()}
+        if self.config.kind == "regression":
+            out = {name: jax.nn.sigmoid(v) if name == "test_acc" else jnp.tanh(v) for name, v in out.items()}
+        return out
