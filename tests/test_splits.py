@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -164,8 +165,11 @@ def test_pick_twins_takes_a_tenth_at_least_one_deterministically():
 
 @pytest.fixture
 def zoo_dir(tmp_path, tiny_preset_zoo) -> Path:
-    """A private copy of the tiny preset zoo, without split files."""
-    return copy_zoo(tiny_preset_zoo, tmp_path / "tiny")
+    """A private copy of the tiny preset zoo, without split files (other tests' load_task calls
+    may have written some next to the session zoo)."""
+    zoo = copy_zoo(tiny_preset_zoo, tmp_path / "tiny")
+    shutil.rmtree(zoo / "splits", ignore_errors=True)
+    return zoo
 
 
 def test_get_split_writes_a_deterministic_file_next_to_the_zoo(zoo_dir):
