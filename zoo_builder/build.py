@@ -257,6 +257,7 @@ def build_zoo(cfg: ZooConfig, out: str | Path, shard: tuple[int, int] | None = N
             "choose another --out")
     root.mkdir(parents=True, exist_ok=True)
     _check_target(root, cfg, shard)
+    _remove_leftovers(root)
 
     nets = sample_networks(cfg)
     datasets = load_zoo_datasets(cfg)
@@ -307,6 +308,13 @@ def build_zoo(cfg: ZooConfig, out: str | Path, shard: tuple[int, int] | None = N
     manifest = _finalize(root, cfg, datasets, table, shard, build_info)
     return BuildReport(root, manifest["num_networks"], len(todo), len(chunks) - len(todo),
                        compile_s, run_s, time.perf_counter() - t0, manifest)
+
+
+def _remove_leftovers(root: Path) -> None:
+    """Delete the temporary files of writers that died (storage.atomic_path names them .NAME.*.tmp)."""
+    for folder in (root, root / storage.WEIGHTS_DIR, root / PARTS_DIR):
+        for leftover in folder.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
 
 
 def _rows_empty() -> pd.DataFrame:
