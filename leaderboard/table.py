@@ -37,8 +37,9 @@ def _cell(m: dict | None) -> str:
 def _symmetry_cell(sym: dict) -> str:
     if not sym:
         return "n/a"
+    # The figures: mean |ŷ(twin) − ŷ(original)|, class agreement, twin–original cosine.
     return ", ".join(f"{k} {_num(v):.3f}" for k, v in sorted(sym.items())
-                     if not k.endswith("/mean_abs_diff") and k != "mean_cosine")
+                     if not k.endswith("/normalized") and k != "nearest_original")
 
 
 def group_rows(rows: list[dict]) -> list[dict]:
