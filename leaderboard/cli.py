@@ -1,4 +1,4 @@
-"""`zoobench leaderboard score|show`: score submission files into the database, print the tables.
+"""`zoobench leaderboard score|show|html`: score submission files into the database, print the tables.
 
 Registered by `zoo_builder.cli.build_parser`. The database defaults to
 ``leaderboard.sqlite`` in the current directory (``--db`` to choose another).
@@ -73,6 +73,25 @@ def cmd_show(args) -> int:
     return EXIT_OK
 
 
+def cmd_html(args) -> int:
+    from leaderboard.html import prediction_details, render_site  # noqa: PLC0415
+    from leaderboard.store import connect, entries  # noqa: PLC0415
+
+    if not Path(args.db).is_file():
+        raise FileNotFoundError(f"{args.db}: no leaderboard database there; "
+                                "`zoobench leaderboard score ... --db PATH` creates it")
+    if args.submissions and not args.zoo:
+        raise ValueError("--submission needs --zoo (the zoo the submissions were scored on)")
+    conn = connect(args.db)
+    try:
+        rows = entries(conn)
+    finally:
+        conn.close()
+    details = prediction_details(args.submissions, args.zoo) if args.submissions else []
+    print(render_site(rows, args.out_dir, details))
+    return EXIT_OK
+
+
 def add_commands(sub) -> None:
     """Add the `leaderboard` command group to the top-level subparsers `sub`."""
     lb = sub.add_parser("leaderboard", help="score submissions into a database and show the tables")
@@ -94,6 +113,15 @@ def add_commands(sub) -> None:
     sh.add_argument("--format", choices=["text", "markdown", "json"], default="text",
                     help="table format (default: text); json prints one JSON document")
     sh.set_defaults(func=cmd_show)
+
+    h = lsub.add_parser("html", help="write a static HTML page (tables and PNG plots) to a directory")
+    h.add_argument("out_dir", metavar="OUT_DIR", help="directory for index.html and the plots")
+    h.add_argument("--db", default=DEFAULT_DB, help=f"SQLite database (default: ./{DEFAULT_DB})")
+    h.add_argument("--submission", dest="submissions", action="append", default=[], metavar="FILE",
+                   help="a scored submission file whose per-network predictions to plot "
+                        "(repeatable; needs --zoo)")
+    h.add_argument("--zoo", help="zoo directory the --submission files were made for")
+    h.set_defaults(func=cmd_html)
 
 
 def positive(value: str) -> int:

@@ -449,7 +449,7 @@ def _check_metadata(doc: dict, problems: list[str]) -> Metadata | None:
             problems.append(f"{key}: expected a string, got {doc.get(key)!r}")
     if isinstance(doc.get("method"), str) and not doc["method"].strip():
         problems.append("method: expected a non-empty name")
-    if doc.get("task") not in TASK_TARGETS:
+    if not isinstance(doc.get("task"), str) or doc["task"] not in TASK_TARGETS:  # unhashable: not a key
         problems.append(f"task: expected one of {list(TASK_TARGETS)}, got {doc.get('task')!r}")
     if doc.get("split") not in SPLITS:
         problems.append(f"split: expected one of {list(SPLITS)}, got {doc.get('split')!r}")
