@@ -296,14 +296,20 @@ def predict(trained: Trained, part) -> dict:
     generalization {id: {target: float}}, classification {id: {target: class
     name}}, retrieval {id: [embedding floats]}.
     """
-    cfg = trained.model_config
-    out = outputs(trained, part)
+    return format_predictions(trained.model_config, trained.classes, outputs(trained, part), part)
+
+
+def format_predictions(cfg, classes: dict, out: dict[str, np.ndarray], part) -> dict:
+    """Raw outputs (head name -> (n, size) arrays, in `part.ids` order) in the leaderboard's format.
+
+    Shared by every method of `baselines` (`cfg` needs only `kind` and `outputs`).
+    """
     preds = {}
     for i, item in enumerate(item_keys(part)):
         if cfg.kind == "regression":
             preds[item] = {name: float(out[name][i, 0]) for name, _ in cfg.outputs}
         elif cfg.kind == "classification":
-            preds[item] = {name: trained.classes[name][int(np.argmax(out[name][i]))]
+            preds[item] = {name: classes[name][int(np.argmax(out[name][i]))]
                            for name, _ in cfg.outputs}
         else:
             preds[item] = [float(x) for x in out["embedding"][i]]

@@ -258,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     from leaderboard.cli import add_commands as add_leaderboard_commands  # noqa: PLC0415
 
     add_leaderboard_commands(sub)
+
+    from baselines.run import add_commands as add_baselines_commands  # noqa: PLC0415
+
+    add_baselines_commands(sub)
     return parser
 
 
