@@ -15,6 +15,7 @@ last.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -216,14 +217,24 @@ class Zoo:
             raise KeyError(f"{self.root}: no network {network_id!r} at epoch {at}")
         return self.table.iloc[i]
 
+    @functools.cached_property
+    def _arch_columns(self) -> dict[str, tuple[str, str, str]]:
+        """network id -> (family, hidden, activation), read in one pass (row lookups are slow)."""
+        f = self.final
+        return {nid: (fam, str(hidden), act) for nid, fam, hidden, act in
+                zip(f["network_id"], f["family"], f["hidden"], f["activation"], strict=True)}
+
     def arch(self, network_id: str) -> ArchSpec:
-        row = self.row(network_id)
+        try:
+            family, hidden, activation = self._arch_columns[network_id]
+        except KeyError:
+            raise KeyError(f"{self.root}: no network {network_id!r}") from None
         return ArchSpec(
-            family=row["family"],
+            family=family,
             input_shape=tuple(self.manifest["config"]["zoo"]["input_shape"]),
-            hidden=tuple(int(w) for w in str(row["hidden"]).split("-")),
+            hidden=tuple(int(w) for w in hidden.split("-")),
             num_classes=int(self.manifest["config"]["zoo"]["num_classes"]),
-            activation=row["activation"],
+            activation=activation,
         )
 
     def _open(self, rel: str):
