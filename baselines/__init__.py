@@ -10,4 +10,12 @@
   validation part only) and `predict(trained, part)` in the leaderboard's format.
 * `baselines.ng_gnn_merging`: merging by Hungarian matching of ng-gnn's
   equivariant hidden-node embeddings.
+* `baselines.classic`: the classic reference methods on the array views:
+  flat-mlp, statnn, statnn-gbt (scikit-learn HistGradientBoosting) and
+  cnn-matrices; the neural ones reuse the harness's heads, loss, mesh and
+  prediction format (`harness.format_predictions`).
+* `baselines.weight_matching`: merging baselines `naive` (identity) and
+  `weight-matching` (Git Re-Basin coordinate descent over `permutation_spec`).
+* `baselines.run`: `run(zoo, task, method, split, seeds, out_dir)` writes one
+  leaderboard submission per seed; CLI ``zoobench baselines run``.
 """
