@@ -32,7 +32,6 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
 from baselines import harness
 
@@ -248,27 +247,13 @@ def fit_neural(method: str, model_cfg: ArrayConfig, train_cfg: harness.TrainConf
     params = model.init(jax.random.PRNGKey(seed), x_train[:1])
     state = jax.device_put(harness.State(params, tx.init(params)), NamedSharding(mesh, P()))
     train, evaluate = _steps(model, tx, scale, mesh)
-    rng = np.random.default_rng(seed)
-    best, best_metric, since, history = jax.device_get(params), -np.inf, 0, []
-    bar = tqdm(range(train_cfg.epochs), disable=not train_cfg.progress, desc=method)
-    for epoch in bar:
-        order = rng.permutation(len(x_train))
-        losses = []
-        for s in range(0, len(order), batch):
-            xb, tb, mask = _padded(x_train, y_train, order[s:s + batch], batch)
-            state, loss = train(state, xb, tb, mask)
-            losses.append((float(loss), float(mask.sum())))
-        metric = selection_metric(model_cfg, _eval(evaluate, state.params, x_val, batch), y_val, scale)
-        train_loss = sum(l * w for l, w in losses) / sum(w for _, w in losses)
-        history.append({"epoch": epoch, "train_loss": train_loss, "val_metric": metric})
-        bar.set_postfix(epoch=epoch, val=f"{metric:.3f}", loss=f"{train_loss:.4f}")
-        if metric > best_metric:
-            best, best_metric, since = jax.device_get(state.params), metric, 0
-        else:
-            since += 1
-            if since >= train_cfg.patience:
-                break
-    bar.close()
+    best, history = harness.run_epochs(
+        state, train,
+        lambda order: (_padded(x_train, y_train, order[i:i + batch], batch)
+                       for i in range(0, len(order), batch)),
+        len(x_train),
+        lambda p: selection_metric(model_cfg, _eval(evaluate, p, x_val, batch), y_val, scale),
+        train_cfg, seed, desc=method)
     return TrainedArray(method, model_cfg, train_cfg, best, std, dict(task.classes), scale), history
 
 

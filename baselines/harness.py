@@ -224,6 +224,40 @@ def part_targets(cfg: ModelConfig, part) -> dict[str, np.ndarray]:
     return {name: np.asarray(part.targets[name], dtype) for name, _ in cfg.outputs}
 
 
+def run_epochs(state, train_step, batches, n_train: int, validate, train_cfg, seed: int, desc: str):
+    """The epoch loop every method shares: shuffle, train, keep the best epoch on validation.
+
+    Args:
+      state: initial training state (with `.params`).
+      train_step: ``(state, *batch) -> (state, loss)``; a batch's last element is its mask.
+      batches: ``order -> iterable of batches`` over the training items in that order.
+      n_train: number of training items.
+      validate: ``params -> metric`` on the validation part (higher is better).
+      train_cfg: epochs, patience, progress.
+    Returns (best params, history of {epoch, train_loss, val_metric}).
+    """
+    rng = np.random.default_rng(seed)
+    best, best_metric, since, history = jax.device_get(state.params), -np.inf, 0, []
+    bar = tqdm(range(train_cfg.epochs), disable=not train_cfg.progress, desc=desc)
+    for epoch in bar:
+        losses = []
+        for batch in batches(rng.permutation(n_train)):
+            state, loss = train_step(state, *batch)
+            losses.append((float(loss), float(batch[-1].sum())))
+        metric = validate(state.params)
+        train_loss = sum(l * w for l, w in losses) / sum(w for _, w in losses)
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_metric": metric})
+        bar.set_postfix(epoch=epoch, val=f"{metric:.3f}", loss=f"{train_loss:.4f}")
+        if metric > best_metric:
+            best, best_metric, since = jax.device_get(state.params), metric, 0
+        else:
+            since += 1
+            if since >= train_cfg.patience:
+                break
+    bar.close()
+    return best, history
+
+
 def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, task, seed: int = 0) -> tuple[Trained, list[dict]]:
     """Train ng-gnn on `task.train`, keeping the parameters with the best validation metric.
 
@@ -244,27 +278,11 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, task, seed: int = 0) -> 
     # Placed replicated up front, so the first step sees the sharding every later step sees (one trace).
     state = jax.device_put(State(params, tx.init(params)), NamedSharding(mesh, P()))
     train, evaluate = make_steps(model, tx, scale, mesh)
-    rng = np.random.default_rng(seed)
-    best, best_metric, since, history = jax.device_get(params), -np.inf, 0, []
-    bar = tqdm(range(train_cfg.epochs), disable=not train_cfg.progress, desc="ng-gnn")
-    for epoch in bar:
-        order = rng.permutation(len(parts["train"]))
-        losses = []
-        for graph, tgt, mask in batch_iter(parts["train"], y_train, order, train_cfg, n_dev, budget):
-            state, loss = train(state, graph, tgt, mask)
-            losses.append((float(loss), float(mask.sum())))
-        out = run_eval(evaluate, state.params, parts["val"], train_cfg, n_dev, budget)
-        metric = val_metric(model_cfg, out, y_val)
-        train_loss = sum(l * w for l, w in losses) / sum(w for _, w in losses)
-        history.append({"epoch": epoch, "train_loss": train_loss, "val_metric": metric})
-        bar.set_postfix(epoch=epoch, val=f"{metric:.3f}", loss=f"{train_loss:.4f}")
-        if metric > best_metric:
-            best, best_metric, since = jax.device_get(state.params), metric, 0
-        else:
-            since += 1
-            if since >= train_cfg.patience:
-                break
-    bar.close()
+    best, history = run_epochs(
+        state, train, lambda order: batch_iter(parts["train"], y_train, order, train_cfg, n_dev, budget),
+        len(parts["train"]),
+        lambda p: val_metric(model_cfg, run_eval(evaluate, p, parts["val"], train_cfg, n_dev, budget), y_val),
+        train_cfg, seed, desc="ng-gnn")
     trained = Trained(model_cfg, train_cfg, best, budget, dict(task.classes), scale)
     return trained, history
 
