@@ -30,6 +30,7 @@ from zoo_builder.population import (
     group_key,
     init_population,
     net_arrays,
+    population_mesh,
     stack_datasets,
     train_size,
 )
@@ -169,7 +170,14 @@ def zoo_files(root: Path) -> dict[str, str]:
     return files
 
 
-def _finalize(root: Path, cfg: ZooConfig, datasets: dict[str, Dataset], table: pd.DataFrame,
+def dataset_records(datasets: dict[str, Dataset]) -> dict[str, dict]:
+    """The manifest's record of each dataset a zoo was trained on."""
+    return {name: {"base": ds.base, "fingerprint": ds.fingerprint,
+                   "n_train": int(len(ds.y_train)), "n_test": int(len(ds.y_test))}
+            for name, ds in datasets.items()}
+
+
+def _finalize(root: Path, cfg: ZooConfig, datasets: dict[str, dict], table: pd.DataFrame,
               shard: tuple[int, int] | None, build_info: dict) -> dict:
     table = table.sort_values(["index", "epoch"]).reset_index(drop=True)
     storage.write_table(root / storage.TABLE, table)
@@ -180,11 +188,7 @@ def _finalize(root: Path, cfg: ZooConfig, datasets: dict[str, Dataset], table: p
         "name": cfg.name,
         "config": cfg.to_dict(),
         "config_fingerprint": cfg.fingerprint(),
-        "datasets": {
-            name: {"base": ds.base, "fingerprint": ds.fingerprint,
-                   "n_train": int(len(ds.y_train)), "n_test": int(len(ds.y_test))}
-            for name, ds in datasets.items()
-        },
+        "datasets": datasets,
         "num_networks": int(table["network_id"].nunique()),
         "shard": None if shard is None else {"index": shard[0], "count": shard[1]},
         "files": files,
@@ -274,7 +278,8 @@ def build_zoo(cfg: ZooConfig, out: str | Path, shard: tuple[int, int] | None = N
     label_maps = {name: ds.label_map for name, ds in datasets.items()}
 
     todo = [c for c in chunks if not _chunk_done(root, c)]
-    trainer = PopulationTrainer(cfg.input_shape, cfg.num_classes, data, _mesh(devices)) if todo else None
+    trainer = (PopulationTrainer(cfg.input_shape, cfg.num_classes, data, population_mesh(devices))
+               if todo else None)
     total = sum(len(c.nets) for c in chunks)
     done = total - sum(len(c.nets) for c in todo)
     bar = tqdm(total=total, initial=done, unit="net", desc=f"zoo {cfg.name}", disable=not progress,
@@ -305,7 +310,7 @@ def build_zoo(cfg: ZooConfig, out: str | Path, shard: tuple[int, int] | None = N
                   "compile_s": round(compile_s, 3), "compile_wait_s": round(compile_wait_s, 3),
                   "run_s": round(run_s, 3),
                   "wall_s": round(time.perf_counter() - t0, 3), "chunks": len(chunks)}
-    manifest = _finalize(root, cfg, datasets, table, shard, build_info)
+    manifest = _finalize(root, cfg, dataset_records(datasets), table, shard, build_info)
     return BuildReport(root, manifest["num_networks"], len(todo), len(chunks) - len(todo),
                        compile_s, run_s, time.perf_counter() - t0, manifest)
 
@@ -326,12 +331,6 @@ def _base_labels(ds: Dataset, test: bool = False) -> np.ndarray:
     """The base dataset's original labels (undo the label map; networks apply their own)."""
     y = ds.y_test if test else ds.y_train
     return np.argsort(ds.label_map)[y]
-
-
-def _mesh(devices):
-    from zoo_builder.population import population_mesh  # noqa: PLC0415
-
-    return population_mesh(devices)
 
 
 def merge_zoos(paths: Sequence[str | Path], out: str | Path) -> dict:
@@ -361,22 +360,7 @@ def merge_zoos(paths: Sequence[str | Path], out: str | Path) -> dict:
                 shutil.copyfile(f, tmp)
         tables.append(storage.read_table(Path(p) / storage.TABLE))
     cfg = config_from_dict(first["config"], source=str(Path(paths[0]) / storage.MANIFEST))
-    datasets = _DatasetInfo.from_manifest(first)
     build_info = {"merged_from": [str(p) for p in paths],
                   "shards": [m["build"] for m in manifests]}
-    return _finalize(root, cfg, datasets, pd.concat(tables, ignore_index=True), None, build_info)
-
-
-@dataclasses.dataclass(frozen=True)
-class _DatasetInfo:
-    """The manifest's record of a dataset, enough to write a merged manifest."""
-
-    base: str
-    fingerprint: str
-    y_train: np.ndarray
-    y_test: np.ndarray
-
-    @classmethod
-    def from_manifest(cls, manifest: dict) -> dict[str, _DatasetInfo]:
-        return {name: cls(d["base"], d["fingerprint"], np.empty(d["n_train"]), np.empty(d["n_test"]))
-                for name, d in manifest["datasets"].items()}
+    return _finalize(root, cfg, first["datasets"], pd.concat(tables, ignore_index=True), None,
+                     build_info)

@@ -199,6 +199,11 @@ def cmd_tasks(args) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    """`--json`: the command prints exactly one JSON document on stdout."""
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zoobench", description="Model-zoo benchmark for learning over neural networks.")
@@ -215,23 +220,23 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", help="zoo directory (default: zoos/NAME)")
     b.add_argument("--shard", type=_parse_shard, help="build only slice I of N (for array jobs), e.g. 0/4")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
-    b.add_argument("--json", action="store_true", help="print one JSON document")
+    add_json_option(b)
     b.set_defaults(func=cmd_zoo_build)
 
     m = zsub.add_parser("merge", help="join the shards of a sharded build into one zoo")
     m.add_argument("shards", nargs="+", help="shard directories (each built with --shard I/N)")
     m.add_argument("--out", required=True, help="directory of the merged zoo")
-    m.add_argument("--json", action="store_true", help="print one JSON document")
+    add_json_option(m)
     m.set_defaults(func=cmd_zoo_merge)
 
     i = zsub.add_parser("info", help="summarise a zoo: counts, accuracies, diverged networks")
     i.add_argument("zoo", help="zoo directory")
-    i.add_argument("--json", action="store_true", help="print one JSON document")
+    add_json_option(i)
     i.set_defaults(func=cmd_zoo_info)
 
     v = zsub.add_parser("verify", help="check every file of a zoo against its manifest's checksums")
     v.add_argument("zoo", help="zoo directory")
-    v.add_argument("--json", action="store_true", help="print one JSON document")
+    add_json_option(v)
     v.set_defaults(func=cmd_zoo_verify)
 
     p = zsub.add_parser("preset", help="print a preset's TOML config, to copy and edit")
@@ -247,12 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--input-shape", type=_parse_input_shape, metavar="H,W,C",
                      help="input shape (default: 28x28 for mnist/fashion_mnist, 32x32 for "
                           "cifar10/svhn_cropped, else 28,28,1 or 32,32,3 from the first kernel's channels)")
-    imp.add_argument("--json", action="store_true", help="print one JSON document")
+    add_json_option(imp)
     imp.set_defaults(func=cmd_zoo_import_smallcnnzoo)
 
     t = sub.add_parser("tasks", help="list the benchmark tasks and splits of a zoo with their sizes")
     t.add_argument("zoo", help="zoo directory (missing split files are written to ZOO/splits/)")
-    t.add_argument("--json", action="store_true", help="print one JSON document")
+    add_json_option(t)
     t.set_defaults(func=cmd_tasks)
 
     from leaderboard.cli import add_commands as add_leaderboard_commands  # noqa: PLC0415
