@@ -9,6 +9,7 @@ by skipping finished chunks. `--shard I/N` trains chunks ``j`` with ``j % N == I
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib.metadata
@@ -306,7 +307,7 @@ def build_zoo(cfg: ZooConfig, out: str | Path, shard: tuple[int, int] | None = N
     run_s = trainer.timer.run_s if trainer else 0.0
     import jax  # noqa: PLC0415
 
-    build_info = {"devices": [str(d) for d in (devices or jax.devices())],
+    build_info = {"devices": [str(d) for d in (devices or jax.local_devices())],
                   "compile_s": round(compile_s, 3), "compile_wait_s": round(compile_wait_s, 3),
                   "run_s": round(run_s, 3),
                   "wall_s": round(time.perf_counter() - t0, 3), "chunks": len(chunks)}
@@ -364,3 +365,47 @@ def merge_zoos(paths: Sequence[str | Path], out: str | Path) -> dict:
                   "shards": [m["build"] for m in manifests]}
     return _finalize(root, cfg, first["datasets"], pd.concat(tables, ignore_index=True), None,
                      build_info)
+
+
+def process_shard_dir(out: str | Path, process: tuple[int, int],
+                      shards_dir: str | Path | None = None) -> Path:
+    """Where process I of N writes its shard: SHARDS_DIR/shard-I-of-N (default SHARDS_DIR: OUT.shards)."""
+    base = Path(shards_dir) if shards_dir is not None else Path(f"{Path(out)}.shards")
+    return base / f"shard-{process[0]}-of-{process[1]}"
+
+
+def build_zoo_in_processes(cfg: ZooConfig, out: str | Path, process: tuple[int, int],
+                           barrier: Callable[[str], None], shards_dir: str | Path | None = None,
+                           progress: bool = True) -> BuildReport:
+    """One process's part of a multi-process build: its shard, then process 0 merges.
+
+    Process I of N builds shard I/N (resumable, like any shard) with its own devices,
+    waits at `barrier` until every shard is written, and process 0 merges them into
+    `out` and deletes the shards. Every process then returns the merged zoo's
+    report, so all directories must be on a filesystem every process sees. The
+    merged zoo is the one a single-process build writes (merging is exact).
+
+    Args:
+      cfg, out, progress: as for `build_zoo`.
+      process: (I, N), this process's index and the number of processes.
+      barrier: blocks until every process calls it with the same name.
+      shards_dir: parent of the per-process shard directories (default OUT.shards).
+    """
+    t0 = time.perf_counter()
+    root = Path(out)
+    if (root / storage.MANIFEST).is_file():  # finished before: verify and reuse, or refuse
+        return build_zoo(cfg, root, progress=False)
+    i, n = process
+    shard = build_zoo(cfg, process_shard_dir(root, process, shards_dir), shard=process, progress=progress)
+    barrier("zoobench-shards-written")
+    if i == 0:
+        shards = [process_shard_dir(root, (j, n), shards_dir) for j in range(n)]
+        merge_zoos(shards, root)
+        for path in shards:
+            shutil.rmtree(path, ignore_errors=True)
+        with contextlib.suppress(OSError):  # only if empty: SHARDS_DIR may hold other things
+            shards[0].parent.rmdir()
+    barrier("zoobench-zoo-merged")
+    manifest = storage.read_manifest(root)
+    return BuildReport(root, manifest["num_networks"], shard.chunks_trained, shard.chunks_skipped,
+                       shard.compile_s, shard.run_s, time.perf_counter() - t0, manifest)

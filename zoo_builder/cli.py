@@ -45,17 +45,66 @@ def _parse_shard(value: str) -> tuple[int, int]:
     return i, n
 
 
+def _parse_address(value: str) -> str:
+    from zoo_builder.devices import parse_address  # noqa: PLC0415
+
+    try:
+        parse_address(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
+def _int_at_least(value: str, low: int) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = None
+    if n is None or n < low:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value!r}")
+    return n
+
+
+def _positive_int(value: str) -> int:
+    return _int_at_least(value, 1)
+
+
+def _non_negative_int(value: str) -> int:
+    return _int_at_least(value, 0)
+
+
 # --------------------------------------------------------------------------- zoo commands
 
 
-def cmd_zoo_build(args) -> int:
-    from zoo_builder.build import build_zoo  # noqa: PLC0415
-    from zoo_builder.config import load_config, load_preset  # noqa: PLC0415
+def _cluster(args):
+    """The `Cluster` this build joins, or None for a single-process build."""
+    from zoo_builder.devices import Cluster  # noqa: PLC0415
 
+    given = (args.coordinator, args.num_processes, args.process_id)
+    if not args.distributed and given == (None, None, None):
+        return None
+    if args.shard is not None:
+        raise ValueError("--shard is for separate jobs merged later; a distributed build gives "
+                         "process I of N shard I/N itself")
+    return Cluster(*given, init_timeout_s=args.init_timeout)
+
+
+def cmd_zoo_build(args) -> int:
+    from zoo_builder.build import build_zoo, build_zoo_in_processes  # noqa: PLC0415
+    from zoo_builder.config import load_config, load_preset  # noqa: PLC0415
+    from zoo_builder.devices import barrier, join_cluster  # noqa: PLC0415
+
+    cluster = _cluster(args)
     cfg = load_config(args.config) if args.config else load_preset(args.preset)
     out = Path(args.out) if args.out else Path("zoos") / cfg.name
     _enable_compile_cache()
-    report = build_zoo(cfg, out, shard=args.shard, progress=not args.no_progress)
+    if cluster is None:
+        report = build_zoo(cfg, out, shard=args.shard, progress=not args.no_progress)
+    else:
+        process = join_cluster(cluster)  # before any JAX computation
+        report = build_zoo_in_processes(
+            cfg, out, process, lambda name: barrier(name, cluster.barrier_timeout_s),
+            shards_dir=args.shards_dir, progress=not args.no_progress)
     doc = {
         "path": str(report.path),
         "num_networks": report.num_networks,
@@ -220,6 +269,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", help="zoo directory (default: zoos/NAME)")
     b.add_argument("--shard", type=_parse_shard, help="build only slice I of N (for array jobs), e.g. 0/4")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d = b.add_argument_group(
+        "multi-process build", "each process builds shard I/N of the zoo with its own devices, "
+        "process 0 merges them into --out (see docs/scaling.md); any of these options turns it on")
+    d.add_argument("--distributed", action="store_true",
+                   help="join a jax.distributed build; options not given are auto-detected "
+                        "(Slurm, Open MPI, JAX_COORDINATOR_ADDRESS)")
+    d.add_argument("--coordinator", type=_parse_address, metavar="HOST:PORT",
+                   help="address of process 0, which listens on PORT")
+    d.add_argument("--num-processes", type=_positive_int, metavar="N", help="number of processes")
+    d.add_argument("--process-id", type=_non_negative_int, metavar="I", help="this process, 0..N-1")
+    d.add_argument("--init-timeout", type=_positive_int, default=300, metavar="SECONDS",
+                   help="give up joining after this long (default: 300)")
+    d.add_argument("--shards-dir", metavar="DIR",
+                   help="where process I writes DIR/shard-I-of-N, on a filesystem every process "
+                        "sees (default: OUT.shards)")
     add_json_option(b)
     b.set_defaults(func=cmd_zoo_build)
 
@@ -278,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     use_every_cpu_core()
     try:
         return args.func(args)
-    except (ConfigError, ZooError, ValueError, KeyError, FileNotFoundError) as e:
+    except (ConfigError, ZooError, ValueError, KeyError, FileNotFoundError, ConnectionError) as e:
         msg = str(e) if not isinstance(e, KeyError) else str(e.args[0])
         if getattr(args, "json", False):
             json.dump({"error": msg}, sys.stdout)

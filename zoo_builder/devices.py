@@ -1,8 +1,12 @@
-"""How many XLA devices a CPU-only machine should show: one per core."""
+"""Which devices a build uses: one XLA device per CPU core; joining a multi-process build."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import socket
+import sys
+import time
 
 
 def use_every_cpu_core() -> None:
@@ -17,3 +21,101 @@ def use_every_cpu_core() -> None:
         return
     count = os.environ.get("ZOOBENCH_CPU_DEVICES") or str(os.cpu_count() or 1)
     os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={int(count)}".strip()
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    """How this process joins a multi-process build; None fields are auto-detected by JAX.
+
+    JAX fills unset fields from the environment it runs in (Slurm, Open MPI, Cloud
+    TPU, or JAX_COORDINATOR_ADDRESS / JAX_LOCAL_DEVICE_IDS).
+    """
+
+    coordinator: str | None = None  # HOST:PORT of process 0's coordination service
+    num_processes: int | None = None
+    process_id: int | None = None
+    init_timeout_s: int = 300  # connecting to the coordinator, and process 0 waiting for all to join
+    # Waiting at a barrier for the slowest process's shard; a process that dies is noticed
+    # sooner, by the coordination service's heartbeats.
+    barrier_timeout_s: int = 7 * 24 * 3600
+
+    def __post_init__(self):
+        if self.num_processes is not None and self.num_processes < 1:
+            raise ValueError(f"num_processes must be >= 1, got {self.num_processes}")
+        if self.process_id is not None and not 0 <= self.process_id < (self.num_processes or 1 << 62):
+            raise ValueError(f"process_id must be in 0..num_processes-1 = 0..{self.num_processes - 1}, "
+                             f"got {self.process_id}")
+        if self.coordinator is not None:
+            parse_address(self.coordinator)
+
+
+def parse_address(value: str) -> tuple[str, int]:
+    """HOST:PORT (HOST may be a name, an IPv4 address or a bracketed IPv6 address)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"coordinator address must be HOST:PORT with a port in 1..65535, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def wait_for_coordinator(address: str, timeout_s: float) -> None:
+    """Return once something listens at `address`; raise a clear error after `timeout_s`.
+
+    Without this a process pointed at a wrong address would die inside JAX's
+    coordination client with an abort and a C++ stack trace, not a message.
+    """
+    host, port = parse_address(address)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=2.0):
+                return
+        except socket.gaierror as e:
+            raise ConnectionError(f"coordinator {address}: cannot resolve host {host!r} ({e})") from None
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise ConnectionError(
+                    f"coordinator {address}: nothing listening after {timeout_s:g}s ({e}); start "
+                    "process 0 with the same --coordinator, or check the host and port") from None
+        time.sleep(0.5)
+
+
+def join_cluster(cluster: Cluster) -> tuple[int, int]:
+    """`jax.distributed.initialize` this process; returns (process_id, num_processes).
+
+    Must run before any JAX computation. Process 0 hosts the coordination service;
+    the others first wait (at most `init_timeout_s`) for it to listen.
+    """
+    import jax  # noqa: PLC0415
+
+    if cluster.coordinator is not None and cluster.process_id not in (None, 0):
+        wait_for_coordinator(cluster.coordinator, cluster.init_timeout_s)
+    # JAX aborts the process (a C++ check failure, DEADLINE_EXCEEDED) if not every process joins
+    # in time; this line says beforehand what it was waiting for.
+    print(f"zoobench: joining the distributed build (coordinator {cluster.coordinator or 'auto-detected'}, "
+          f"process {_or_auto(cluster.process_id)} of {_or_auto(cluster.num_processes)}); every process "
+          f"must join within {cluster.init_timeout_s}s", file=sys.stderr, flush=True)
+    try:
+        jax.distributed.initialize(cluster.coordinator, cluster.num_processes, cluster.process_id,
+                                   initialization_timeout=cluster.init_timeout_s)
+    except ValueError as e:  # JAX found no cluster environment to fill the unset fields from
+        raise ValueError(f"cannot join a distributed build: {e} Pass --coordinator HOST:PORT "
+                         "--num-processes N --process-id I, or run under Slurm or Open MPI") from None
+    return jax.process_index(), jax.process_count()
+
+
+def _or_auto(value: int | None) -> str:
+    return "auto" if value is None else str(value)
+
+
+def barrier(name: str, timeout_s: float) -> None:
+    """Wait until every process of the distributed build reaches barrier `name`.
+
+    Uses the coordination service, not a collective, so it needs no cross-process
+    collectives backend (CPU builds have none by default).
+    """
+    from jax._src import distributed  # noqa: PLC0415 (the client has no public accessor)
+
+    client = distributed.global_state.client
+    if client is None:
+        raise RuntimeError("barrier() needs jax.distributed.initialize first (join_cluster)")
+    client.wait_at_barrier(name, int(timeout_s * 1000))

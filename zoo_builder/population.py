@@ -419,7 +419,13 @@ def make_evaluate(key: GroupKey):
 
 
 def population_mesh(devices=None) -> Mesh:
-    return Mesh(np.array(devices if devices is not None else jax.devices()), ("pop",))
+    """A mesh over `devices`, default this process's own devices.
+
+    Local, not `jax.devices()`: after `jax.distributed.initialize` that lists every
+    process's devices, and a population sharded over them would need every process
+    to run the same program; each process trains its own chunks instead.
+    """
+    return Mesh(np.array(devices if devices is not None else jax.local_devices()), ("pop",))
 
 
 @dataclasses.dataclass
