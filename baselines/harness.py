@@ -1,6 +1,9 @@
 """Shared training harness for graph baselines: fit on train, select on val, predict test.
 
-* One padding `Budget` over all parts of a task, so the jitted steps compile once.
+* Graphs are grouped into a few size buckets over all parts of a task
+  (`benchmark.neural_graph.size_buckets`), one padding `Budget` each: the jitted
+  steps compile once per bucket, and batches are padded to their bucket's
+  size rather than to the largest graphs.
 * Data parallel without pmap: each device's share of a batch is padded on its own
   to one per-device budget and the shares are stacked on a leading device axis,
   sharded with `NamedSharding(mesh, P("data"))`; inside the jitted step a vmap runs
@@ -28,7 +31,7 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from baselines.ng_gnn import ModelConfig, NeuralGraphNet
-from benchmark.neural_graph import Budget, budget_for, pad_batch
+from benchmark.neural_graph import Budget, SizeBuckets, pad_batch, size_buckets
 
 # Python-side trace counters: incremented only when jax traces (compiles) a step.
 TRACES = {"train": 0, "eval": 0}
@@ -44,6 +47,7 @@ class TrainConfig:
       learning_rate, weight_decay: optax.adamw.
       num_devices: devices to shard the batch over (default all local devices).
       reverse_edges: give the view reversed edges so messages flow both ways.
+      num_buckets: graph-size buckets (one padding budget and one compilation each).
       progress: show a tqdm bar.
     """
 
@@ -54,6 +58,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     num_devices: int | None = None
     reverse_edges: bool = True
+    num_buckets: int = 3
     progress: bool = True
 
 
@@ -64,7 +69,7 @@ class Trained:
     model_config: ModelConfig
     train_config: TrainConfig
     variables: Any
-    budget: Budget
+    buckets: SizeBuckets
     classes: dict
     scale: dict  # regression: target -> (mean, std) of train targets, for loss weights
 
@@ -135,10 +140,29 @@ def stacked_batch(graphs: Sequence[jraph.GraphsTuple], targets: dict[str, np.nda
     return graph, tgt, np.stack(masks)
 
 
-def batch_iter(graphs, targets, order, cfg: TrainConfig, n_dev: int, budget: Budget):
-    for s in range(0, len(order), cfg.batch_size):
-        idx = order[s:s + cfg.batch_size]
-        yield stacked_batch([graphs[i] for i in idx], {k: v[idx] for k, v in targets.items()}, n_dev, budget)
+def bucket_batches(order: np.ndarray, assignment: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """`order` cut into batches of at most `batch_size` items of one bucket each.
+
+    Within a bucket items keep their order in `order`; the batches are sorted by
+    where their first item stands in `order`, so a shuffled `order` also
+    shuffles which bucket comes next (deterministically).
+    """
+    order = np.asarray(order, np.int64)
+    position = {int(i): p for p, i in enumerate(order)}
+    out = []
+    for b in np.unique(assignment[order]):
+        idx = order[assignment[order] == b]
+        out += [idx[s:s + batch_size] for s in range(0, len(idx), batch_size)]
+    return sorted(out, key=lambda idx: position[int(idx[0])])
+
+
+def batch_iter(graphs, targets, order, cfg: TrainConfig, n_dev: int, buckets: SizeBuckets,
+               assignment: np.ndarray):
+    """(index, (graph, targets, mask)) per batch of `order`, padded to its bucket's budget."""
+    for idx in bucket_batches(order, assignment, cfg.batch_size):
+        budget = buckets.budgets[assignment[idx[0]]]
+        yield idx, stacked_batch([graphs[i] for i in idx], {k: v[idx] for k, v in targets.items()}, n_dev,
+                                 budget)
 
 
 # --------------------------------------------------------------------------- losses
@@ -184,17 +208,19 @@ def make_steps(model: NeuralGraphNet, tx, scale: dict, mesh: Mesh):
     return train, evaluate
 
 
-def run_eval(evaluate, params, graphs, cfg: TrainConfig, n_dev: int, budget: Budget) -> dict[str, np.ndarray]:
+def run_eval(evaluate, params, graphs, cfg: TrainConfig, n_dev: int, buckets: SizeBuckets,
+             assignment: np.ndarray) -> dict[str, np.ndarray]:
     """Model outputs for every graph, in order (padding slots dropped)."""
-    k = budget.n_graph - 1
-    order = np.arange(len(graphs))
-    chunks = {}
-    for graph, _, mask in batch_iter(graphs, {}, order, cfg, n_dev, budget):
+    outs: dict[str, np.ndarray] = {}
+    every = np.arange(len(graphs))
+    for idx, (graph, _, mask) in batch_iter(graphs, {}, every, cfg, n_dev, buckets, assignment):
         out = jax.device_get(evaluate(params, graph))
-        keep = mask.astype(bool)
+        keep = mask.astype(bool)  # real graphs come first in each device's share, in `idx` order
         for name, v in out.items():
-            chunks.setdefault(name, []).append(v[:, :k][keep[:, :k]])
-    return {name: np.concatenate(v) for name, v in chunks.items()}
+            if name not in outs:
+                outs[name] = np.zeros((len(graphs),) + v.shape[2:], v.dtype)
+            outs[name][idx] = v[keep]
+    return outs
 
 
 # --------------------------------------------------------------------------- metrics
@@ -267,23 +293,26 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, task, seed: int = 0) -> 
     mesh = mesh_for(train_cfg.num_devices)
     n_dev = mesh.devices.size
     parts = {p.name: graphs_of(p, train_cfg) for p in task.parts}
-    budget = budget_for([g for gs in parts.values() for g in gs], per_device(train_cfg.batch_size, n_dev))
+    buckets = size_buckets([g for gs in parts.values() for g in gs], per_device(train_cfg.batch_size, n_dev),
+                           train_cfg.num_buckets)
+    assigned = {name: buckets.assign(gs) for name, gs in parts.items()}
     y_train, y_val = part_targets(model_cfg, task.train), part_targets(model_cfg, task.val)
     scale = ({n: (float(np.mean(v)), float(np.std(v)) + 1e-3) for n, v in y_train.items()}
              if model_cfg.kind == "regression" else {})
     model = NeuralGraphNet(model_cfg)
     tx = optax.adamw(train_cfg.learning_rate, weight_decay=train_cfg.weight_decay)
-    first = stacked_batch(parts["train"][:1], {}, 1, budget)[0]
+    first = stacked_batch(parts["train"][:1], {}, 1, buckets.budgets[assigned["train"][0]])[0]
     params = model.init(jax.random.PRNGKey(seed), jax.tree.map(lambda x: x[0], first))
     # Placed replicated up front, so the first step sees the sharding every later step sees (one trace).
     state = jax.device_put(State(params, tx.init(params)), NamedSharding(mesh, P()))
     train, evaluate = make_steps(model, tx, scale, mesh)
-    best, history = run_epochs(
-        state, train, lambda order: batch_iter(parts["train"], y_train, order, train_cfg, n_dev, budget),
-        len(parts["train"]),
-        lambda p: val_metric(model_cfg, run_eval(evaluate, p, parts["val"], train_cfg, n_dev, budget), y_val),
-        train_cfg, seed, desc="ng-gnn")
-    trained = Trained(model_cfg, train_cfg, best, budget, dict(task.classes), scale)
+    train_batches = lambda order: (b for _, b in batch_iter(  # noqa: E731
+        parts["train"], y_train, order, train_cfg, n_dev, buckets, assigned["train"]))
+    validate = lambda p: val_metric(model_cfg, run_eval(  # noqa: E731
+        evaluate, p, parts["val"], train_cfg, n_dev, buckets, assigned["val"]), y_val)
+    best, history = run_epochs(state, train, train_batches, len(parts["train"]), validate, train_cfg, seed,
+                               desc="ng-gnn")
+    trained = Trained(model_cfg, train_cfg, best, buckets, dict(task.classes), scale)
     return trained, history
 
 
@@ -292,13 +321,17 @@ def outputs(trained: Trained, part) -> dict[str, np.ndarray]:
     mesh = mesh_for(trained.train_config.num_devices)
     n_dev = mesh.devices.size
     graphs = graphs_of(part, trained.train_config)
-    budget = trained.budget
-    needed = budget_for(graphs, budget.n_graph - 1)
-    if needed.n_node > budget.n_node or needed.n_edge > budget.n_edge:
-        budget = needed  # a part the budget was not made for (e.g. another zoo): one more compilation
+    buckets = trained.buckets
+    assignment = buckets.assign(graphs)
+    if (assignment < 0).any():
+        # Graphs larger than any the buckets were made for (e.g. another zoo): one more bucket.
+        extra = size_buckets([g for g, a in zip(graphs, assignment, strict=True) if a < 0],
+                             buckets.budgets[0].n_graph - 1, 1)
+        buckets = SizeBuckets(buckets.limits + extra.limits, buckets.budgets + extra.budgets)
+        assignment = np.where(assignment < 0, len(buckets.limits) - 1, assignment)
     model = NeuralGraphNet(trained.model_config)
     _, evaluate = make_steps(model, optax.identity(), trained.scale, mesh)
-    return run_eval(evaluate, trained.variables, graphs, trained.train_config, n_dev, budget)
+    return run_eval(evaluate, trained.variables, graphs, trained.train_config, n_dev, buckets, assignment)
 
 
 def item_keys(part) -> list[str]:

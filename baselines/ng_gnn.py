@@ -12,10 +12,12 @@ representations of neural networks", in the style of jraph's models.py):
 * node init: Dense([bias, layer index, one-hot node type]) + position embedding
   (inputs and outputs only); edge init: Dense([weight vector, reverse flag]);
 * `config.num_layers` message-passing layers: edge-conditioned messages
-  MLP([h_sender, h_receiver, e]), aggregated by sum, mean and max separately for
-  forward and reverse edges (so the direction of flow is not lost), then a
-  residual node update and a residual edge update, each followed by a layer norm
-  over the features of one node / edge (never across the batch);
+  MLP([h_sender, h_receiver, e]) (first layer factorised over nodes, `EdgeMLP`),
+  aggregated by sum, mean and max separately for forward and reverse edges (so
+  the direction of flow is not lost), then a residual node update and a
+  residual edge update (not in the last layer, whose edge features nothing
+  reads), each followed by a layer norm over the features of one node / edge
+  (never across the batch);
 * readout: mean and max over the real nodes of each graph, then an MLP;
 * heads (`config.kind`): "regression": one output per target, `test_acc` through a
   sigmoid (an accuracy is in [0, 1]) and `gen_gap` through a tanh (a difference of
@@ -97,22 +99,44 @@ class MLP(nn.Module):
         return nn.Dense(self.out)(nn.gelu(nn.Dense(self.width)(x)))
 
 
+class EdgeMLP(nn.Module):
+    """MLP([h_sender, h_receiver, e]) per edge, its first layer factorised over nodes.
+
+    ``Dense([h_s, h_r, e]) = A h_s + B h_r + C e``: the node terms are computed once
+    per node and gathered, so per edge only ``C e`` and the second layer remain,
+    about half the multiply-adds of the concatenated form (same function class).
+    """
+
+    width: int
+    out: int
+
+    @nn.compact
+    def __call__(self, h, e, senders, receivers):
+        node = nn.Dense(2 * self.width, use_bias=False)(h)
+        x = node[senders, : self.width] + node[receivers, self.width:] + nn.Dense(self.width)(e)
+        return nn.Dense(self.out)(nn.gelu(x))
+
+
 class MessagePassing(nn.Module):
-    """One layer: edge-conditioned messages, 6 aggregations, residual node and edge updates."""
+    """One layer: edge-conditioned messages, 6 aggregations, residual node and edge updates.
+
+    `update_edges` is off for the last layer, whose edge features nothing reads.
+    """
 
     hidden: int
+    update_edges: bool = True
 
     @nn.compact
     def __call__(self, h, e, senders, receivers, reverse):
         n = h.shape[0]
-        messages = MLP(self.hidden, self.hidden)(jnp.concatenate([h[senders], h[receivers], e], -1))
+        messages = EdgeMLP(self.hidden, self.hidden)(h, e, senders, receivers)
         # Forward and reverse edges aggregate into separate slots: segment r + n * reverse.
         slots = receivers + n * reverse.astype(receivers.dtype)
         agg = aggregate(messages, slots, 2 * n)
         agg = jnp.concatenate([agg[:n], agg[n:]], axis=-1)
         h = nn.LayerNorm()(h + MLP(self.hidden, self.hidden)(jnp.concatenate([h, agg], -1)))
-        edge_in = jnp.concatenate([e, h[senders], h[receivers]], -1)
-        e = nn.LayerNorm()(e + MLP(self.hidden, self.hidden)(edge_in))
+        if self.update_edges:
+            e = nn.LayerNorm()(e + EdgeMLP(self.hidden, self.hidden)(h, e, senders, receivers))
         return h, e
 
 
@@ -132,7 +156,8 @@ class NeuralGraphNet(nn.Module):
         self.edge_in = nn.Dense(cfg.hidden)
         self.input_pos = nn.Embed(cfg.max_inputs, cfg.hidden)
         self.output_pos = nn.Embed(cfg.max_outputs, cfg.hidden)
-        self.layers = [MessagePassing(cfg.hidden) for _ in range(cfg.num_layers)]
+        self.layers = [MessagePassing(cfg.hidden, update_edges=i < cfg.num_layers - 1)
+                       for i in range(cfg.num_layers)]
         self.readout = MLP(cfg.hidden, cfg.hidden)
         if cfg.kind == "retrieval":
             self.embed = nn.Dense(cfg.embed_dim)

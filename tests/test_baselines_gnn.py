@@ -133,8 +133,15 @@ def test_trains_beats_constant_and_compiles_once(gen_task, tmp_path):
     before = dict(harness.TRACES)
     cfg = harness.model_config_for(gen_task, hidden=32, num_layers=2)
     trained, history = harness.fit(cfg, TINY, gen_task, seed=0)
-    assert harness.TRACES["train"] - before["train"] == 1  # one budget: one compilation for every batch
-    assert harness.TRACES["eval"] - before["eval"] == 1
+    # One compilation per size bucket the train (val) graphs fall in, not one per batch.
+    used = {name: np.unique(trained.buckets.assign(harness.graphs_of(part, TINY)))
+            for name, part in (("train", gen_task.train), ("val", gen_task.val))}
+    n_batches = len(harness.bucket_batches(np.arange(len(gen_task.train.ids)),
+                                           trained.buckets.assign(harness.graphs_of(gen_task.train, TINY)),
+                                           TINY.batch_size))
+    assert n_batches > len(used["train"])
+    assert harness.TRACES["train"] - before["train"] == len(used["train"])
+    assert harness.TRACES["eval"] - before["eval"] == len(used["val"])
     assert len(history) >= 1 and all(np.isfinite(h["train_loss"]) for h in history)
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 
@@ -155,6 +162,18 @@ def test_trains_beats_constant_and_compiles_once(gen_task, tmp_path):
         assert all(isinstance(v, float) for v in p.values())
     if _leaderboard_ready():
         assert harness.write_submission(trained, gen_task, tmp_path / "sub.json").exists()
+
+
+def test_bucket_batches_cover_order_once_with_one_bucket_per_batch():
+    assignment = np.array([0, 1, 0, 2, 1, 0, 0, 2, 1, 0])
+    order = np.random.default_rng(0).permutation(10)
+    out = harness.bucket_batches(order, assignment, 2)
+    assert sorted(np.concatenate(out).tolist()) == list(range(10))
+    assert all(len(b) <= 2 and len(set(assignment[b])) == 1 for b in out)
+    firsts = [int(np.flatnonzero(order == b[0])[0]) for b in out]
+    assert firsts == sorted(firsts)  # batches follow the shuffled order
+    np.testing.assert_array_equal(np.concatenate(harness.bucket_batches(order, assignment, 2)),
+                                  np.concatenate(out))
 
 
 def test_deterministic_given_seed(gen_task):

@@ -17,6 +17,7 @@ from benchmark.neural_graph import (
     layer_nodes,
     network_graph,
     pad_batch,
+    size_buckets,
 )
 from zoo_builder.architecture import ArchSpec
 from zoo_builder.permutation import (
@@ -225,6 +226,31 @@ def test_batches_have_identical_shapes_and_mask_the_real_graphs():
     np.testing.assert_array_equal(out[1].nodes["features"][:n], first.nodes["features"])
     np.testing.assert_array_equal(out[1].edges["weight"][:e], first.edges["weight"])
     np.testing.assert_array_equal(out[1].senders[:e], first.senders)
+
+
+def test_size_buckets_fit_every_graph_and_pad_less_than_one_budget():
+    graphs = mixed_graphs() * 3
+    one = budget_for(graphs, 2)
+    buckets = size_buckets(graphs, 2, num_buckets=3)
+    assert 1 < len(buckets.budgets) <= 3
+    lim = np.array(buckets.limits)
+    assert (np.diff(lim, axis=0) >= 0).all()  # limits increase in nodes and edges
+    assignment = buckets.assign(graphs)
+    assert (assignment >= 0).all()
+    for b, budget in enumerate(buckets.budgets):
+        members = [g for g, a in zip(graphs, assignment, strict=True) if a == b]
+        assert members, "every bucket holds some graph it was made from"
+        biggest = sorted(members, key=lambda g: -int(g.n_edge[0]))[:2]
+        pad_batch(biggest, budget)  # the two largest of a bucket fit its budget
+        assert budget.n_edge <= one.n_edge and budget.n_graph == 3
+    padded = sum(buckets.budgets[a].n_edge for a in assignment)
+    assert padded < len(graphs) * one.n_edge
+    # A graph bigger than every limit goes nowhere; one bucket reproduces the single budget's sizes.
+    assert size_buckets(graphs[:1], 2).assign(graphs).min() == -1
+    single = size_buckets(graphs, 2, num_buckets=1)
+    assert single.budgets[0].n_edge >= one.n_edge and len(single.budgets) == 1
+    with pytest.raises(ValueError, match="positive"):
+        size_buckets(graphs, 2, num_buckets=0)
 
 
 def test_batches_follow_order_and_share_a_given_budget():
