@@ -356,3 +356,111 @@ def test_truncated_split_file_is_caught(zoo_dir):
     path.write_bytes(path.read_bytes()[:-40])
     with pytest.raises(SplitError, match="not a readable JSON split file"):
         get_split(zoo, "id")
+
+
+# --------------------------------------------------------------------------- damaged split files
+# Issue #7: one flipped byte or a truncation of any split file is reported by `zoobench zoo
+# verify` and on load, naming the file; nothing is silently used. (Dropping only the final
+# newline leaves the same JSON document, so it is read as the same split.)
+
+SPLIT_DAMAGE = {
+    "flip the first byte": lambda data: _flipped(data, 0),
+    "flip the middle byte": lambda data: _flipped(data, len(data) // 2),
+    "flip the last byte": lambda data: _flipped(data, len(data) - 1),
+    "flip one bit of a fingerprint digit":
+        lambda data: _flipped(data, data.index(b'"fingerprint": "') + 20, 0x01),
+    "truncate to nothing": lambda data: b"",
+    "truncate to half": lambda data: data[: len(data) // 2],
+    "truncate the closing brace": lambda data: data[:-2],
+}
+
+
+def _flipped(data: bytes, offset: int, mask: int = 0xFF) -> bytes:
+    return data[:offset] + bytes([data[offset] ^ mask]) + data[offset + 1:]
+
+
+def _verify(capsys, zoo_dir: Path) -> tuple[int, list[str]]:
+    from zoo_builder.cli import main
+
+    capsys.readouterr()
+    code = main(["zoo", "verify", str(zoo_dir), "--json"])
+    return code, json.loads(capsys.readouterr().out)["problems"]
+
+
+def _task_on(split: str) -> str:
+    return "generalization" if split == "ood-task" else "classification"
+
+
+@pytest.mark.parametrize("how", list(SPLIT_DAMAGE))
+@pytest.mark.parametrize("split", SPLITS)
+def test_a_damaged_split_file_is_named_on_load_and_by_verify(zoo_dir, capsys, split, how):
+    from benchmark.tasks import load_task
+
+    zoo = load_zoo(zoo_dir)
+    for s in SPLITS:
+        get_split(zoo, s)
+    assert _verify(capsys, zoo_dir) == (0, [])
+    path = split_path(zoo_dir, split)
+    damaged = SPLIT_DAMAGE[how](path.read_bytes())
+    assert damaged != path.read_bytes()
+    path.write_bytes(damaged)
+
+    with pytest.raises(SplitError) as e:
+        load_task(_task_on(split), zoo_dir, split)
+    assert str(e.value).startswith(f"{path}: ")
+    code, problems = _verify(capsys, zoo_dir)
+    assert code == 1 and len(problems) == 1 and problems[0].startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize("how", ["flip the middle byte", "truncate to half"])
+@pytest.mark.parametrize("split", SPLITS)
+def test_a_damaged_checked_in_split_file_is_named_on_load(zoo_dir, tmp_path, monkeypatch, split, how):
+    """The split files shipped for the presets: damaged, they are refused, not skipped."""
+    from benchmark.tasks import load_task
+
+    monkeypatch.setattr(splits, "_CHECKED_IN", tmp_path / "shipped")
+    zoo = load_zoo(zoo_dir)
+    shipped = write_split(make_split(zoo, split), checked_in_path("tiny", split)).path
+    assert load_task(_task_on(split), zoo_dir, split).split_fingerprint == read_split(shipped).fingerprint
+    shipped.write_bytes(SPLIT_DAMAGE[how](shipped.read_bytes()))
+    with pytest.raises(SplitError) as e:
+        load_task(_task_on(split), zoo_dir, split)
+    assert str(e.value).startswith(f"{shipped}: ")
+    assert not split_path(zoo_dir, split).exists()
+
+
+def test_verify_checks_the_splits_against_the_zoo(zoo_dir, capsys):
+    zoo = load_zoo(zoo_dir)
+    path = get_split(zoo, "id").path
+    _rewrite(path, _add_unknown_id, "twins fingerprint")  # a well-formed file of other networks
+    code, problems = _verify(capsys, zoo_dir)
+    assert code == 1
+    assert problems == [f"{path}: 1 unknown network id(s), not in {zoo_dir} (e.g. 0123456789abcdef)"]
+
+
+def test_verify_reports_a_split_file_under_another_split_name(zoo_dir, capsys):
+    zoo = load_zoo(zoo_dir)
+    source = get_split(zoo, "id").path
+    swapped = split_path(zoo_dir, "ood-width")
+    shutil.copyfile(source, swapped)
+    code, problems = _verify(capsys, zoo_dir)
+    assert code == 1 and problems == [f"{swapped}: holds the 'id' split, not 'ood-width'"]
+
+
+@pytest.mark.xfail(strict=True, reason="get_split does not yet check that ZOO/splits/NAME.json holds "
+                   "split NAME (a fix belongs in benchmark/splits.py); `zoo verify` does")
+def test_a_split_file_under_another_split_name_is_refused_on_load(zoo_dir):
+    zoo = load_zoo(zoo_dir)
+    shutil.copyfile(get_split(zoo, "id").path, split_path(zoo_dir, "ood-width"))
+    with pytest.raises(SplitError, match="ood-width.json: "):
+        get_split(zoo, "ood-width")
+
+
+def test_verify_still_checks_splits_of_a_damaged_zoo(zoo_dir, capsys):
+    zoo = load_zoo(zoo_dir)
+    path = get_split(zoo, "id").path
+    path.write_bytes(path.read_bytes()[:10])
+    (zoo_dir / MANIFEST).write_text("{")
+    code, problems = _verify(capsys, zoo_dir)
+    assert code == 1 and len(problems) == 2
+    assert problems[0].startswith(f"{zoo_dir / MANIFEST}: ") and problems[1].startswith(f"{path}: ")

@@ -184,10 +184,34 @@ def cmd_zoo_info(args) -> int:
     return EXIT_OK
 
 
+def split_problems(root: Path, zoo_intact: bool) -> list[str]:
+    """Problems of the split files in ZOO/splits/, each naming its file.
+
+    Each file is checked as `load_task` would read it: format and fingerprint, and,
+    when the zoo itself is intact, that it partitions exactly this zoo's networks.
+    A file must also hold the split its name says, since `get_split` finds it by name.
+    """
+    from benchmark.splits import SPLITS_DIR, SplitError, load_split, read_split  # noqa: PLC0415
+    from zoo_builder.storage import load_zoo  # noqa: PLC0415
+
+    zoo = load_zoo(root, verify=False) if zoo_intact else None  # verified just before
+    problems = []
+    for path in sorted((root / SPLITS_DIR).glob("*.json")):
+        try:
+            split = load_split(path, zoo) if zoo is not None else read_split(path)
+        except SplitError as e:
+            problems.append(str(e))
+            continue
+        if split.name != path.stem:
+            problems.append(f"{path}: holds the {split.name!r} split, not {path.stem!r}")
+    return problems
+
+
 def cmd_zoo_verify(args) -> int:
     from zoo_builder.storage import verify_zoo  # noqa: PLC0415
 
     problems = verify_zoo(args.zoo)
+    problems += split_problems(Path(args.zoo), zoo_intact=not problems)
     doc = {"path": args.zoo, "ok": not problems, "problems": problems}
     text = f"{args.zoo}: all files intact" if not problems else "\n".join(problems)
     _emit(args, doc, text)
@@ -298,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_json_option(i)
     i.set_defaults(func=cmd_zoo_info)
 
-    v = zsub.add_parser("verify", help="check every file of a zoo against its manifest's checksums")
+    v = zsub.add_parser("verify", help="check every file of a zoo against its manifest's checksums, "
+                        "and its split files against their fingerprints and the zoo")
     v.add_argument("zoo", help="zoo directory")
     add_json_option(v)
     v.set_defaults(func=cmd_zoo_verify)
