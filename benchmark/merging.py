@@ -6,17 +6,34 @@ the alignment is good, the networks on the straight line between A and the
 aligned B are about as good as the endpoints (Git Re-Basin, Ainsworth et al.
 2023). The leaderboard's scorer calls these functions; docs/tasks.md defines
 the metrics.
+
+`interpolation_curve` is the per-pair definition (eager, one forward pass per
+lambda). `evaluate_pairs` computes the same numbers for many pairs at once: a
+pair's merged networks along the path are one stacked pytree evaluated by one
+jitted, vmapped forward pass, and every pair of one (family, depth) is
+zero-padded to that group's widest layers, so one compiled program serves all
+of them whatever their widths and activations.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+import functools
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zoo_builder.architecture import ArchSpec, apply, check_params
+from zoo_builder.architecture import (
+    ACTIVATION_NAMES,
+    ACTIVATIONS,
+    ArchSpec,
+    Params,
+    apply,
+    check_params,
+    forward,
+)
 from zoo_builder.datasets import load_dataset
 from zoo_builder.permutation import apply_permutation, permutation_spec
 
@@ -50,13 +67,17 @@ def merge(params_a, params_b_aligned, lam: float):
     return out
 
 
-def loss_and_accuracy(arch: ArchSpec, params, x, y) -> tuple[float, float]:
-    """Mean softmax cross-entropy (natural log) and accuracy of a network on (x, y)."""
-    logits = apply(arch, params, x)
-    y = jnp.asarray(y, jnp.int32)
+def _metrics(logits: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean softmax cross-entropy (natural log) and accuracy of `logits` for int32 labels `y`."""
     logp = jax.nn.log_softmax(logits, axis=-1)
     loss = -jnp.take_along_axis(logp, y[:, None], axis=-1).mean()
     accuracy = (jnp.argmax(logits, axis=-1) == y).mean()
+    return loss, accuracy
+
+
+def loss_and_accuracy(arch: ArchSpec, params, x, y) -> tuple[float, float]:
+    """Mean softmax cross-entropy (natural log) and accuracy of a network on (x, y)."""
+    loss, accuracy = _metrics(apply(arch, params, x), jnp.asarray(y, jnp.int32))
     return float(loss), float(accuracy)
 
 
@@ -154,6 +175,138 @@ def align(arch: ArchSpec, params_b, perms: Mapping[str, np.ndarray]):
 def evaluate_pair(arch: ArchSpec, params_a, params_b, perms, x, y, lambdas=DEFAULT_LAMBDAS) -> dict:
     """`pair_scores` of A and B aligned by a method's `perms`."""
     return pair_scores(interpolation_curve(arch, params_a, align(arch, params_b, perms), x, y, lambdas))
+
+
+@dataclasses.dataclass(frozen=True)
+class MergePair:
+    """One pair for `evaluate_pairs`: A, B (unaligned), the method's `perms` and its data's key.
+
+    Attributes:
+      arch: the architecture of both networks.
+      params_a, params_b: canonical parameters.
+      perms: ``{"P_i": permutation}`` aligning B to A (as in `align`).
+      data: key of the pair's evaluation (x, y) in the `data` mapping given with it.
+    """
+
+    arch: ArchSpec
+    params_a: Params
+    params_b: Params
+    perms: Mapping
+    data: str
+
+
+def merge_path(params_a, params_b_aligned, lambdas) -> Params:
+    """``merge(A, B, lam)`` for every lam, stacked on a new leading axis (values identical to `merge`)."""
+    lam = np.asarray(lambdas, np.float64)
+    # Like merge: the coefficients are rounded to the tensor's dtype, the arithmetic is in it.
+    out = []
+    for la, lb in zip(params_a, params_b_aligned, strict=True):
+        layer = {}
+        for key in la:
+            a, b = np.asarray(la[key]), np.asarray(lb[key])
+            shape = (len(lam),) + (1,) * a.ndim
+            ca, cb = (1.0 - lam).astype(a.dtype).reshape(shape), lam.astype(a.dtype).reshape(shape)
+            layer[key] = ca * a + cb * b
+        out.append(layer)
+    return out
+
+
+def pad_params(params, hidden: Sequence[int]) -> Params:
+    """`params` with hidden layer i zero-padded to ``hidden[i]`` units.
+
+    Padded units get zero incoming weights, bias and outgoing weights, so whatever
+    the activation does to them, the next layer ignores them: the logits are the
+    unpadded network's (see `zoo_builder.architecture`). Kernel axes are
+    (..., in, out) for dense and HWIO conv kernels alike.
+    """
+    depth = len(params) - 1
+    if len(hidden) != depth:
+        raise ValueError(f"hidden must give one width per hidden layer ({depth}), got {list(hidden)}")
+    out = []
+    for i, layer in enumerate(params):
+        kernel, bias = np.asarray(layer["kernel"]), np.asarray(layer["bias"])
+        grow_out = hidden[i] - kernel.shape[-1] if i < depth else 0
+        grow_in = hidden[i - 1] - kernel.shape[-2] if i > 0 else 0
+        if grow_out < 0 or grow_in < 0:
+            raise ValueError(f"layer {i}: kernel {kernel.shape} is wider than the padded widths "
+                             f"{list(hidden)}")
+        pad = [(0, 0)] * (kernel.ndim - 2) + [(0, grow_in), (0, grow_out)]
+        out.append({"kernel": np.pad(kernel, pad), "bias": np.pad(bias, (0, grow_out))})
+    return out
+
+
+def _padded_widths(archs: Sequence[ArchSpec]) -> dict[tuple[str, int], tuple[int, ...]]:
+    """(family, depth) -> its widest width per hidden layer: the shapes one compiled program serves."""
+    widest: dict[tuple[str, int], np.ndarray] = {}
+    for arch in archs:
+        key = (arch.family, arch.depth)
+        widest[key] = np.maximum(widest.get(key, 0), arch.hidden)
+    return {key: tuple(int(w) for w in v) for key, v in widest.items()}
+
+
+_ACTIVATION_FNS = tuple(ACTIVATIONS[name] for name in ACTIVATION_NAMES)
+
+
+@functools.partial(jax.jit, static_argnames="family")
+def _path_metrics(family: str, stacked, x, y, activation) -> tuple[jax.Array, jax.Array]:
+    """(loss, accuracy) of every network in `stacked` (leading axis: lambdas) on (x, y).
+
+    The activation is an index into `ACTIVATION_NAMES` picked by `lax.switch`, so
+    it is data, not part of the compiled program's key.
+    """
+
+    def act(z):
+        return jax.lax.switch(activation, _ACTIVATION_FNS, z)
+
+    return jax.vmap(lambda params: _metrics(forward(family, params, x, act), y))(stacked)
+
+
+def interpolation_curves(pairs: Sequence[MergePair], data: Mapping[str, tuple], lambdas=DEFAULT_LAMBDAS
+                         ) -> list[dict]:
+    """`interpolation_curve` of every pair (B aligned by its `perms`), computed in batches.
+
+    Args:
+      pairs: the pairs, each naming its evaluation data.
+      data: key -> (x, y) as for `interpolation_curve` (e.g. `evaluation_data`).
+      lambdas: see `check_lambdas`.
+
+    Returns one ``{"lambdas", "loss", "accuracy"}`` per pair, in order; equal to
+    ``interpolation_curve(arch, A, align(arch, B, perms), x, y)`` up to float
+    rounding (padding and batching change the order of sums).
+    """
+    lam = check_lambdas(lambdas)
+    missing = sorted({p.data for p in pairs} - set(data))
+    if missing:
+        raise ValueError(f"data has no evaluation (x, y) for {missing}; it holds {sorted(data)}")
+    device_data = {}
+    for key in dict.fromkeys(p.data for p in pairs):
+        x, y = data[key]
+        if len(x) != len(y) or len(x) == 0:
+            raise ValueError(f"data {key!r}: x and y must hold the same, non-zero number of examples, "
+                             f"got {len(x)} and {len(y)}")
+        device_data[key] = (jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32))
+    widths = _padded_widths([p.arch for p in pairs])
+    curves = []
+    for p in pairs:
+        check_params(p.arch, p.params_a)
+        check_params(p.arch, p.params_b)
+        x, y = device_data[p.data]
+        if x.shape[1:] != p.arch.input_shape:
+            raise ValueError(f"data {p.data!r}: input shape {x.shape[1:]} does not match the network's "
+                             f"{p.arch.input_shape}")
+        hidden = widths[(p.arch.family, p.arch.depth)]
+        aligned = align(p.arch, p.params_b, p.perms)
+        path = merge_path(pad_params(p.params_a, hidden), pad_params(aligned, hidden), lam)
+        loss, acc = _path_metrics(p.arch.family, path, x, y, ACTIVATION_NAMES.index(p.arch.activation))
+        curves.append({"lambdas": lam, "loss": np.asarray(loss, np.float64),
+                       "accuracy": np.asarray(acc, np.float64)})
+    return curves
+
+
+def evaluate_pairs(pairs: Sequence[MergePair], data: Mapping[str, tuple], lambdas=DEFAULT_LAMBDAS
+                   ) -> list[dict]:
+    """`evaluate_pair` of every pair, in order, computed in batches (see `interpolation_curves`)."""
+    return [pair_scores(c) for c in interpolation_curves(pairs, data, lambdas)]
 
 
 def _is_single(perms: Mapping) -> bool:

@@ -100,21 +100,17 @@ def _score_retrieval(sub, task, answers, seed, resamples):
 
 
 def _score_merging(sub, task, answers, seed, resamples):
-    from benchmark.merging import evaluate_pair, evaluation_data  # noqa: PLC0415 (pulls in JAX)
+    from benchmark.merging import MergePair, evaluate_pairs, evaluation_data  # noqa: PLC0415 (pulls in JAX)
 
-    zoo = task.zoo
+    zoo, part = task.zoo, task.test
     dataset_of = dict(zip(zoo.final["network_id"], zoo.final["dataset"], strict=True))
-    data: dict[str, tuple] = {}
-    ratios, barriers, merged = [], [], []
-    for pair in answers["pairs"]:
-        ds = str(dataset_of[pair.id_a])
-        if ds not in data:
-            data[ds] = evaluation_data(zoo, ds)
-        s = evaluate_pair(task.test.arch(pair.id_a), task.test.params(pair.id_a), task.test.params(pair.id_b),
-                          sub.predictions[pair.pair_id], *data[ds])
-        ratios.append(s["acc_ratio"])
-        barriers.append(s["loss_barrier"])
-        merged.append(s["merged_acc"])
+    pairs = [MergePair(part.arch(p.id_a), part.params(p.id_a), part.params(p.id_b),
+                       sub.predictions[p.pair_id], str(dataset_of[p.id_a])) for p in answers["pairs"]]
+    data = {ds: evaluation_data(zoo, ds) for ds in dict.fromkeys(p.data for p in pairs)}
+    scores = evaluate_pairs(pairs, data)
+    ratios = [s["acc_ratio"] for s in scores]
+    barriers = [s["loss_barrier"] for s in scores]
+    merged = [s["merged_acc"] for s in scores]
     correct, total = [], []
     for pid, true in answers["synthetic_permutations"].items():
         pred = sub.predictions[pid]
