@@ -286,7 +286,7 @@ def interpolation_curves(pairs: Sequence[MergePair], data: Mapping[str, tuple], 
                              f"got {len(x)} and {len(y)}")
         device_data[key] = (jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32))
     widths = _padded_widths([p.arch for p in pairs])
-    curves = []
+    results = []
     for p in pairs:
         check_params(p.arch, p.params_a)
         check_params(p.arch, p.params_b)
@@ -297,10 +297,10 @@ def interpolation_curves(pairs: Sequence[MergePair], data: Mapping[str, tuple], 
         hidden = widths[(p.arch.family, p.arch.depth)]
         aligned = align(p.arch, p.params_b, p.perms)
         path = merge_path(pad_params(p.params_a, hidden), pad_params(aligned, hidden), lam)
-        loss, acc = _path_metrics(p.arch.family, path, x, y, ACTIVATION_NAMES.index(p.arch.activation))
-        curves.append({"lambdas": lam, "loss": np.asarray(loss, np.float64),
-                       "accuracy": np.asarray(acc, np.float64)})
-    return curves
+        # Kept on the device until every pair is dispatched: the host prepares the next pair meanwhile.
+        results.append(_path_metrics(p.arch.family, path, x, y, ACTIVATION_NAMES.index(p.arch.activation)))
+    return [{"lambdas": lam, "loss": np.asarray(loss, np.float64), "accuracy": np.asarray(acc, np.float64)}
+            for loss, acc in results]
 
 
 def evaluate_pairs(pairs: Sequence[MergePair], data: Mapping[str, tuple], lambdas=DEFAULT_LAMBDAS
