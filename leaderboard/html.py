@@ -2,8 +2,9 @@
 
 No server, no network, nothing external: the CSS and a small sortable-table
 script are inlined. One sortable table per (task, split, zoo) as in
-`leaderboard.table` (methods × metrics as mean ± half-interval, symmetry
-consistency), a bar plot of the metrics with their intervals per table and,
+`leaderboard.table` (methods × metrics as value ± half-interval, or mean ± std
+over seeds, the number of seeds, symmetry consistency), a bar plot of the
+metrics with their intervals per table and,
 when per-network predictions are given (`prediction_details`: the stored rows
 hold only the metrics), predicted vs true test accuracy and a 2-D PCA of
 retrieval embeddings.
@@ -21,7 +22,7 @@ import math
 import re
 from pathlib import Path
 
-from leaderboard.table import _cell, _num, _symmetry_cell, group_rows
+from leaderboard.table import PLUS_MINUS, _cell, _num, _seeds_cell, _symmetry_cell, best, group_rows
 
 _SLUG = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -76,18 +77,8 @@ def _sort_value(m: dict | None) -> str:
     return "" if math.isnan(v) else repr(v)
 
 
-def _best(group: dict, metric: str) -> float | None:
-    from leaderboard.score import LOWER_IS_BETTER  # noqa: PLC0415
-
-    vals = [_num(r["metrics"][metric]["value"]) for r in group["rows"] if metric in r["metrics"]]
-    vals = [v for v in vals if not math.isnan(v)]
-    if not vals:
-        return None
-    return min(vals) if metric in LOWER_IS_BETTER else max(vals)
-
-
 def _table(group: dict) -> str:
-    head = ["method", "version", *group["metrics"], "symmetry consistency"]
+    head = ["method", "version", *group["metrics"], "seeds", "symmetry consistency"]
     out = ['<table class="sortable">', "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head)
            + "</tr></thead>", "<tbody>"]
     for r in group["rows"]:
@@ -95,9 +86,11 @@ def _table(group: dict) -> str:
                  f'<td data-v="{esc(r["version"])}">{esc(r["version"])}</td>']
         for m in group["metrics"]:
             metric = r["metrics"].get(m)
-            best = _best(group, m)
-            cls = "num best" if metric and best is not None and _num(metric["value"]) == best else "num"
+            top = best(group, m)
+            cls = "num best" if metric and top is not None and _num(metric["value"]) == top else "num"
             cells.append(f'<td class="{cls}" data-v="{esc(_sort_value(metric))}">{esc(_cell(metric))}</td>')
+        seeds = _seeds_cell(r)
+        cells.append(f'<td class="num" data-v="{esc(seeds)}">{esc(seeds)}</td>')
         sym = _symmetry_cell(r["symmetry"])
         cells.append(f'<td data-v="{esc(sym)}">{esc(sym)}</td>')
         out.append("<tr>" + "".join(cells) + "</tr>")
@@ -128,7 +121,7 @@ def render_site(rows: list[dict], out_dir, details: list[dict] | None = None, *,
         head = f"{g['task']} / {g['split']}"
         body.append(f"<h2>{esc(head)}</h2>")
         body.append(f'<p class="meta">zoo {esc(g["zoo_name"])} ({esc(g["zoo_fingerprint"][:12])}); '
-                    f"{len(g['rows'])} method(s); 95% bootstrap intervals</p>")
+                    f"{len(g['rows'])} method(s); {esc(PLUS_MINUS)}</p>")
         body.append(_table(g))
         png = f"bars-{safe_name(g['task'], g['split'], g['zoo_fingerprint'][:12])}.png"
         plots.metric_bars(g, out_dir / png)

@@ -1,7 +1,8 @@
 """PNG plots for the static leaderboard page (matplotlib, Agg backend: no display needed).
 
 * `metric_bars`: one panel per metric of a (task, split) table, one bar per
-  method with its bootstrap interval as an error bar;
+  method with its bootstrap interval as an error bar (mean ± std over seeds
+  for a row aggregated over several seeds);
 * `generalization_scatter`: predicted vs true test accuracy, one panel per method;
 * `embedding_projection`: a 2-D PCA (numpy SVD) of a retrieval submission's
   embeddings, coloured by the item's label (the dataset it was trained on).
@@ -46,7 +47,8 @@ def metric_bars(group: dict, path) -> None:
     """Bars of every metric of `group` (from `table.group_rows`), one per method, with interval whiskers."""
     # the metrics some row has (a table may list primary metrics no submission reports)
     metrics = [m for m in group["metrics"] if any(m in r["metrics"] for r in group["rows"])] or ["(none)"]
-    labels = [_text(f"{r['method']} {r['version']}") for r in group["rows"]]
+    labels = [_text(f"{r['method']} {r['version']}" + (f" ({r['seeds']} seeds)" if (r.get("seeds") or 0) > 1
+                                                          else "")) for r in group["rows"]]
     ncol = min(len(metrics), 4)
     nrow = math.ceil(len(metrics) / ncol)
     height = 1.4 + 0.35 * max(len(labels), 2) * nrow
@@ -69,7 +71,8 @@ def metric_bars(group: dict, path) -> None:
         ax.axvline(0, color="#888888", linewidth=0.5)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
-    fig.suptitle(_text(f"{group['task']} / {group['split']} (95% intervals)"), fontsize=9)
+    fig.suptitle(_text(f"{group['task']} / {group['split']} (95% bootstrap intervals; "
+                       "± std for rows over several seeds)"), fontsize=9)
     _save(fig, path)
 
 

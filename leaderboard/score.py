@@ -137,12 +137,16 @@ LOWER_IS_BETTER = frozenset({"loss_barrier"})
 
 def score_valid(sub: Submission, task, *, seed: int = M.DEFAULT_SEED,
                 resamples: int = M.DEFAULT_RESAMPLES) -> dict:
-    """Metrics (with intervals) and symmetry consistency of a submission already validated for `task`."""
+    """Metrics (with intervals), symmetry consistency and seed (None if unseeded) of a validated submission.
+
+    The seed travels with the scores so that the leaderboard can aggregate runs over seeds.
+    """
     from benchmark.tasks import test_targets  # noqa: PLC0415
 
     answers = test_targets(task)
     out, sym = SCORERS[task.name](sub, task, answers, seed, resamples)
-    return strict_json({"metrics": {k: v.to_doc() for k, v in out.items()}, "symmetry": sym})
+    return strict_json({"metrics": {k: v.to_doc() for k, v in out.items()}, "symmetry": sym,
+                        "seed": sub.metadata.seed})
 
 
 def score_submission(path, zoo, *, seed: int = M.DEFAULT_SEED, resamples: int = M.DEFAULT_RESAMPLES,
@@ -155,8 +159,9 @@ def score_submission(path, zoo, *, seed: int = M.DEFAULT_SEED, resamples: int = 
       seed, resamples: of the bootstrap intervals (95% percentile).
       tasks: optional cache (task, split, all_checkpoints) -> Task, shared across calls.
 
-    Returns a JSON-able dict: the submission's metadata, ``sha256`` of the file,
-    ``metrics`` (name -> value, ci_low, ci_high, n), ``symmetry`` and ``bootstrap``.
+    Returns a JSON-able dict: the submission's metadata, ``seed`` (None when it has
+    none), ``sha256`` of the file, ``metrics`` (name -> value, ci_low, ci_high, n),
+    ``symmetry`` and ``bootstrap`` (whose ``seed`` is the bootstrap's, not the run's).
     Raises `SubmissionError` (nothing scored) listing every problem.
     """
     from benchmark.splits import as_zoo  # noqa: PLC0415

@@ -4,6 +4,9 @@ Stdlib sqlite3 in WAL mode with a busy timeout, every write in one
 ``BEGIN IMMEDIATE`` transaction, so several processes can score at once and
 none loses a row. A file scored twice against the same zoo is stored once
 (UNIQUE on the file's sha256 and the zoo's weights fingerprint).
+
+Schema versions (``PRAGMA user_version``): 1 had no ``seed`` column; 2 adds it
+(nullable). `connect` migrates a version-1 file in place, its rows keeping NULL.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 DEFAULT_DB = "leaderboard.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 60_000
 
 SCHEMA = """
@@ -33,6 +36,7 @@ CREATE TABLE IF NOT EXISTS submissions (
     metrics TEXT NOT NULL,      -- JSON: name -> {value, ci_low, ci_high, n}
     symmetry TEXT NOT NULL,     -- JSON: name -> value
     bootstrap TEXT NOT NULL,    -- JSON: {seed, resamples, confidence}
+    seed INTEGER,               -- the run's training seed (NULL: unseeded)
     sha256 TEXT NOT NULL,
     scored_at TEXT NOT NULL,    -- ISO 8601, UTC
     UNIQUE (sha256, zoo_fingerprint)
@@ -40,7 +44,8 @@ CREATE TABLE IF NOT EXISTS submissions (
 CREATE INDEX IF NOT EXISTS submissions_task ON submissions (task, split);
 """
 _COLUMNS = ("id", "method", "version", "description", "task", "split", "all_checkpoints", "zoo_name",
-            "zoo_fingerprint", "split_fingerprint", "metrics", "symmetry", "bootstrap", "sha256", "scored_at")
+            "zoo_fingerprint", "split_fingerprint", "metrics", "symmetry", "bootstrap", "seed", "sha256",
+            "scored_at")
 _JSON_COLUMNS = ("metrics", "symmetry", "bootstrap")
 
 
@@ -55,11 +60,12 @@ def connect(path=DEFAULT_DB) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous = NORMAL")
         with transaction(conn):
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if not 0 <= version <= SCHEMA_VERSION:
                 raise ValueError(f"{path}: leaderboard database schema version {version}, "
-                                 f"expected {SCHEMA_VERSION}")
+                                 f"expected at most {SCHEMA_VERSION}")
             for statement in filter(str.strip, SCHEMA.split(";")):  # executescript would COMMIT early
                 conn.execute(statement)
+            _add_missing_columns(conn)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except sqlite3.DatabaseError as e:
         conn.close()
@@ -68,6 +74,18 @@ def connect(path=DEFAULT_DB) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+# Columns added after version 1, with their SQL type: an older file gets them on `connect`.
+_ADDED_COLUMNS = {"seed": "INTEGER"}
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Migrate a table created by an older schema (CREATE TABLE IF NOT EXISTS leaves it as it was)."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(submissions)")}
+    for name, sql_type in _ADDED_COLUMNS.items():
+        if name not in present:
+            conn.execute(f"ALTER TABLE submissions ADD COLUMN {name} {sql_type}")
 
 
 def _use_wal(conn: sqlite3.Connection) -> None:
@@ -103,6 +121,7 @@ def add_result(conn: sqlite3.Connection, result: dict) -> tuple[int, bool]:
     """Store a `score_submission` result; returns (row id, whether it is new).
 
     A result whose (sha256, zoo fingerprint) is already stored is not stored again.
+    A result without ``seed`` (an older caller) is stored unseeded.
     """
     row = {
         "method": result["method"], "version": result["version"], "description": result["description"],
@@ -112,6 +131,7 @@ def add_result(conn: sqlite3.Connection, result: dict) -> tuple[int, bool]:
         "metrics": json.dumps(result["metrics"], sort_keys=True, allow_nan=False),
         "symmetry": json.dumps(result["symmetry"], sort_keys=True, allow_nan=False),
         "bootstrap": json.dumps(result["bootstrap"], sort_keys=True, allow_nan=False),
+        "seed": result.get("seed"),
         "sha256": result["sha256"],
         "scored_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -43,7 +43,7 @@ TASK_TARGETS = {
 }
 SPLITS = ("id", "ood-width", "ood-task")
 METADATA_KEYS = ("format", "format_version", "method", "version", "description", "task", "split",
-                 "all_checkpoints", "zoo", "split_fingerprint")
+                 "all_checkpoints", "zoo", "split_fingerprint", "seed")
 _PERM_NAME = re.compile(r"^P_(0|[1-9][0-9]*)$")
 _ITEM_KEY = re.compile(r"^(.+)@(0|[1-9][0-9]*)$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -81,13 +81,19 @@ class Metadata:
     zoo_name: str
     weights_fingerprint: str
     split_fingerprint: str
+    # The training seed of this run: the leaderboard aggregates runs of one method and version
+    # over seeds (mean ± std). None: an unseeded run, where the latest submission wins.
+    seed: int | None = None
 
     def to_doc(self) -> dict:
-        return {"format": FORMAT, "format_version": FORMAT_VERSION, "method": self.method,
-                "version": self.version, "description": self.description, "task": self.task,
-                "split": self.split, "all_checkpoints": self.all_checkpoints,
-                "zoo": {"name": self.zoo_name, "weights_fingerprint": self.weights_fingerprint},
-                "split_fingerprint": self.split_fingerprint}
+        doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "method": self.method,
+               "version": self.version, "description": self.description, "task": self.task,
+               "split": self.split, "all_checkpoints": self.all_checkpoints,
+               "zoo": {"name": self.zoo_name, "weights_fingerprint": self.weights_fingerprint},
+               "split_fingerprint": self.split_fingerprint}
+        if self.seed is not None:  # absent, not null: files without a seed stay as they were
+            doc["seed"] = self.seed
+        return doc
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -112,16 +118,29 @@ class Submission:
 # --------------------------------------------------------------------------- writing
 
 
-def task_metadata(task, *, method: str, version: str = "0", description: str = "") -> Metadata:
-    """The metadata of a submission for `task` (a `benchmark.tasks.Task`)."""
+def task_metadata(task, *, method: str, version: str = "0", description: str = "",
+                  seed: int | None = None) -> Metadata:
+    """The metadata of a submission for `task` (a `benchmark.tasks.Task`); `seed`: the run's training seed."""
     final_epoch = int(task.zoo.manifest["config"]["zoo"]["epochs"])
     ids = task.test.ids
     # load_task does not record all_checkpoints; its items say it: repeated ids or non-final epochs.
     all_checkpoints = len(set(ids)) != len(ids) or any(int(e) != final_epoch for e in task.test.epochs)
+    if isinstance(seed, np.integer):
+        seed = int(seed)
+    if seed is not None and (problem := seed_problem(seed)):
+        raise ValueError(problem)
     return Metadata(method=str(method), version=str(version), description=str(description), task=task.name,
                     split=task.split, all_checkpoints=bool(all_checkpoints), zoo_name=task.zoo.name,
                     weights_fingerprint=task.zoo.weights_fingerprint,
-                    split_fingerprint=task.split_fingerprint)
+                    split_fingerprint=task.split_fingerprint, seed=seed)
+
+
+def seed_problem(seed) -> str | None:
+    """Why `seed` is not a valid training seed, or None when it is (a non-negative int, not a bool)."""
+    if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0:
+        return None
+    return (f"seed: expected a non-negative integer (the run's training seed; leave the key out when "
+            f"there is none), got {_show(seed)}")
 
 
 def item_keys(task, all_checkpoints: bool) -> tuple[str, ...]:
@@ -134,7 +153,7 @@ def item_keys(task, all_checkpoints: bool) -> tuple[str, ...]:
 
 
 def write_submission(path, *, task, method: str, version: str = "0", description: str = "",
-                     predictions: dict) -> Path:
+                     predictions: dict, seed: int | None = None) -> Path:
     """Validate `predictions` for `task` and write them to `path` (``.json`` or ``.npz``, atomically).
 
     predictions, keyed by the test part's ids (twins included):
@@ -145,6 +164,9 @@ def write_submission(path, *, task, method: str, version: str = "0", description
       retrieval: ``{id: embedding}`` (one length for all);
       merging: ``{pair_id: {"P_0": perm, ...}}`` for every test pair and synthetic test pair.
 
+    seed: the training seed of this run (optional); the leaderboard shows runs of one
+    method and version with different seeds as mean ± standard deviation.
+
     Raises `SubmissionError` listing every problem; nothing is written then.
     """
     from leaderboard.validate import check_against_task  # noqa: PLC0415 (validate imports this module)
@@ -153,7 +175,7 @@ def write_submission(path, *, task, method: str, version: str = "0", description
     path = Path(path)
     if path.suffix not in (".json", ".npz"):
         raise ValueError(f"path must end in .json or .npz, got {str(path)!r}")
-    meta = task_metadata(task, method=method, version=version, description=description)
+    meta = task_metadata(task, method=method, version=version, description=description, seed=seed)
     if not isinstance(predictions, Mapping):
         raise SubmissionError(path, [f"predictions: expected a dict keyed by item id, got "
                                      f"{type(predictions).__name__}"])
@@ -463,12 +485,14 @@ def _check_metadata(doc: dict, problems: list[str]) -> Metadata | None:
         problems.append(f"zoo: expected {{'name': str, 'weights_fingerprint': str}}, got {zoo!r}")
     if isinstance(doc.get("split_fingerprint"), str) and not _HEX64.match(doc["split_fingerprint"]):
         problems.append(f"split_fingerprint: expected 64 hex digits, got {doc['split_fingerprint']!r}")
+    if "seed" in doc and (problem := seed_problem(doc["seed"])):
+        problems.append(problem)
     if len(problems) > before:
         return None
     return Metadata(method=doc["method"], version=doc["version"], description=doc["description"],
                     task=doc["task"], split=doc["split"], all_checkpoints=doc["all_checkpoints"],
                     zoo_name=zoo["name"], weights_fingerprint=zoo["weights_fingerprint"],
-                    split_fingerprint=doc["split_fingerprint"])
+                    split_fingerprint=doc["split_fingerprint"], seed=doc.get("seed"))
 
 
 def _is_real(v) -> bool:

@@ -1,9 +1,12 @@
-"""Paper-style leaderboard tables from stored rows: methods × metrics, mean ± half-interval.
+"""Paper-style leaderboard tables from stored rows: methods × metrics, mean ± spread.
 
 One table per (task, split, zoo): numbers from different zoos or splits are not
-comparable. A method submitted several times (same name and version) shows its
-latest row. In markdown the best value of each column is bold (the smallest
-for loss barriers, else the largest).
+comparable. Rows are grouped by (method, version). Unseeded submissions: the
+latest wins, shown as value ± bootstrap half-interval. Seeded submissions (as
+papers report them): the latest per seed is kept and the row shows the mean
+over seeds ± their sample standard deviation, with the number of seeds. In
+markdown the best value of each column is bold (the smallest for loss
+barriers, else the largest), compared on those means.
 """
 
 from __future__ import annotations
@@ -11,9 +14,13 @@ from __future__ import annotations
 import json
 import math
 
-from leaderboard.score import LOWER_IS_BETTER, PRIMARY
+import numpy as np
+
+from leaderboard.score import LOWER_IS_BETTER, PRIMARY, strict_json
 
 FORMATS = ("text", "markdown", "json")
+PLUS_MINUS = "± : 95% bootstrap half-interval for one run; standard deviation over seeds when seeds > 1"
+_JSON_ROW_KEYS = ("method", "version", "seeds", "seed_values", "metrics", "symmetry", "sha256", "scored_at")
 
 
 def _num(v):
@@ -42,25 +49,69 @@ def _symmetry_cell(sym: dict) -> str:
                      if not k.endswith("/normalized") and k != "nearest_original")
 
 
+def _seeds_cell(r: dict) -> str:
+    return str(r["seeds"]) if r.get("seeds") else ""
+
+
+def aggregate_metric(runs: list[dict]) -> dict:
+    """One metric over seeds: mean ± sample std (ddof=1) as value and interval, plus std and seeds.
+
+    A single seed keeps its run's bootstrap interval (std 0): one run's spread is
+    the bootstrap's, the spread over seeds needs two.
+    """
+    if len(runs) == 1:
+        return {**runs[0], "std": 0.0, "seeds": 1}
+    values = np.array([_num(m["value"]) for m in runs], np.float64)
+    mean, std = float(np.mean(values)), float(np.std(values, ddof=1))
+    return {"value": mean, "ci_low": mean - std, "ci_high": mean + std, "n": runs[-1]["n"],
+            "std": std, "seeds": len(runs)}
+
+
+def method_row(runs: list[dict]) -> dict:
+    """The table row of one method and version from its runs (oldest first), all seeded or all not.
+
+    Unseeded: the latest run. Seeded: the latest run per seed, metrics aggregated
+    by `aggregate_metric` and symmetry numbers averaged; ``seeds`` counts them
+    (None when unseeded) and ``seed_values`` lists them.
+    """
+    latest = runs[-1]
+    if latest.get("seed") is None:
+        return {**latest, "seeds": None, "seed_values": []}
+    by_seed = {r["seed"]: r for r in runs}  # a resubmitted seed replaces its earlier run
+    per_seed = [by_seed[s] for s in sorted(by_seed)]
+    metrics = {m: aggregate_metric([r["metrics"][m] for r in per_seed if m in r["metrics"]])
+               for m in dict.fromkeys(m for r in per_seed for m in r["metrics"])}
+    symmetry = {k: float(np.mean([_num(r["symmetry"][k]) for r in per_seed if k in r["symmetry"]]))
+                for k in dict.fromkeys(k for r in per_seed for k in r["symmetry"])}
+    return strict_json({**latest, "metrics": metrics, "symmetry": symmetry, "seeds": len(per_seed),
+                        "seed_values": sorted(by_seed)})
+
+
 def group_rows(rows: list[dict]) -> list[dict]:
-    """Tables {task, split, zoo_name, zoo_fingerprint, metrics, rows}; rows: latest per method+version."""
+    """Tables {task, split, zoo_name, zoo_fingerprint, metrics, rows}; a row per method+version.
+
+    Seeded and unseeded runs of one method and version make two rows: a
+    latest-wins run is not one more seed.
+    """
     groups: dict[tuple, dict] = {}
-    for r in rows:  # oldest first: later rows replace earlier ones of the same method and version
+    for r in rows:  # oldest first
         key = (r["task"], r["split"], r["zoo_name"], r["zoo_fingerprint"])
         g = groups.setdefault(key, {"task": r["task"], "split": r["split"], "zoo_name": r["zoo_name"],
-                                    "zoo_fingerprint": r["zoo_fingerprint"], "rows": {}})
-        g["rows"][(r["method"], r["version"])] = r
+                                    "zoo_fingerprint": r["zoo_fingerprint"], "runs": {}})
+        g["runs"].setdefault((r["method"], r["version"], r.get("seed") is not None), []).append(r)
     out = []
     for key in sorted(groups):
         g = groups[key]
+        table_rows = [method_row(g["runs"][k]) for k in sorted(g["runs"])]
         metrics = list(PRIMARY.get(g["task"], ()))
-        extra = sorted({m for r in g["rows"].values() for m in r["metrics"]} - set(metrics))
-        out.append({**g, "metrics": metrics + extra,
-                    "rows": sorted(g["rows"].values(), key=lambda r: (r["method"], r["version"]))})
+        extra = sorted({m for r in table_rows for m in r["metrics"]} - set(metrics))
+        out.append({**{k: g[k] for k in ("task", "split", "zoo_name", "zoo_fingerprint")},
+                    "metrics": metrics + extra, "rows": table_rows})
     return out
 
 
-def _best(group: dict, metric: str) -> float | None:
+def best(group: dict, metric: str) -> float | None:
+    """The best shown value of `metric` in a table (row means for seeded rows), None if it has none."""
     values = [_num(r["metrics"][metric]["value"]) for r in group["rows"] if metric in r["metrics"]]
     values = [v for v in values if not math.isnan(v)]
     if not values:
@@ -76,35 +127,36 @@ def render(rows: list[dict], fmt: str = "text") -> str:
     if fmt == "json":
         return json.dumps({"tables": [{**{k: g[k] for k in ("task", "split", "zoo_name", "zoo_fingerprint",
                                                               "metrics")},
-                                       "rows": [{k: r[k] for k in ("method", "version", "metrics",
-                                                                   "symmetry", "sha256", "scored_at")}
-                                                for r in g["rows"]]} for g in groups]},
+                                       "plus_minus": PLUS_MINUS,
+                                       "rows": [{k: r[k] for k in _JSON_ROW_KEYS} for r in g["rows"]]}
+                                      for g in groups]},
                           indent=2, sort_keys=True)
     if not groups:
         return "no scored submissions"
     parts = []
     for g in groups:
         title = f"{g['task']} / {g['split']} on zoo {g['zoo_name']} ({g['zoo_fingerprint'][:12]})"
-        header = ["method", *g["metrics"], "symmetry consistency"]
+        header = ["method", *g["metrics"], "seeds", "symmetry consistency"]
         body = []
         for r in g["rows"]:
             cells = [f"{r['method']} {r['version']}"]
             for m in g["metrics"]:
                 cell = _cell(r["metrics"].get(m))
-                best = _best(g, m)
-                if (fmt == "markdown" and m in r["metrics"] and best is not None
-                        and _num(r["metrics"][m]["value"]) == best):
+                top = best(g, m)
+                if (fmt == "markdown" and m in r["metrics"] and top is not None
+                        and _num(r["metrics"][m]["value"]) == top):
                     cell = f"**{cell}**"
                 cells.append(cell)
+            cells.append(_seeds_cell(r))
             cells.append(_symmetry_cell(r["symmetry"]))
             body.append(cells)
         if fmt == "markdown":
-            lines = [f"### {title}", "", "| " + " | ".join(header) + " |",
+            lines = [f"### {title}", "", PLUS_MINUS, "", "| " + " | ".join(header) + " |",
                      "|" + "|".join("---" for _ in header) + "|"]
             lines += ["| " + " | ".join(c) + " |" for c in body]
         else:
             widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-            lines = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+            lines = [title, PLUS_MINUS, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
             lines.append("  ".join("-" * w for w in widths))
             lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in body]
         parts.append("\n".join(lines))

@@ -611,9 +611,9 @@ def test_show_tables_bold_the_best_and_keep_the_latest_row(tmp_path):
     assert entries(conn, task="retrieval") == []
     conn.close()
     md = render(rows, "markdown")
-    # columns: acc_ratio, loss_barrier (lower is better), unit_match_acc, merged_acc, symmetry
-    assert "| a 1 | **0.950** | 0.400 ± 0.100 | – | – | n/a |" in md
-    assert "| b 1 | 0.800 | **0.200 ± 0.100** | – | – | n/a |" in md
+    # columns: acc_ratio, loss_barrier (lower is better), unit_match_acc, merged_acc, seeds, symmetry
+    assert "| a 1 | **0.950** | 0.400 ± 0.100 | – | – |  | n/a |" in md
+    assert "| b 1 | 0.800 | **0.200 ± 0.100** | – | – |  | n/a |" in md
     text = render(rows, "text")
     assert "merging / id on zoo z" in text and "symmetry consistency" in text
     assert json.loads(render(rows, "json"))["tables"][0]["metrics"][:2] == ["acc_ratio", "loss_barrier"]

@@ -213,6 +213,43 @@ def test_empty_database_gives_a_valid_page(tmp_path):
     assert "no scored submissions" in "".join(page.text) and page.imgs == []
 
 
+def test_rows_over_seeds_show_mean_std_and_seed_count(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from leaderboard.html import render_site
+    from leaderboard.table import PLUS_MINUS
+
+    r2 = [0.5, 0.7, 0.65]
+    conn = connect(tmp_path / "lb.sqlite")
+    for seed, v in enumerate(r2):
+        add_result(conn, {**_row("gnn", "generalization", f"s{seed}", test_acc__r2=v), "seed": seed})
+    add_result(conn, _row("oracle", "generalization", "o", test_acc__r2=1.0))
+    rows = entries(conn)
+    conn.close()
+    bars = []
+    barh = matplotlib.axes.Axes.barh
+
+    def spy(ax, y, width, *args, **kwargs):
+        bars.append((list(width), [list(e) for e in kwargs["xerr"]]))
+        return barh(ax, y, width, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "barh", spy)
+    out = tmp_path / "site"
+    page_text = render_site(rows, out).read_text(encoding="utf-8")
+    page = parse(page_text)
+    [table] = page.tables
+    assert table[0][-2:] == ["seeds", "symmetry consistency"]
+    r2_col = table[0].index("test_acc/r2")
+    gnn, oracle = table[1:]
+    mean, std = np.mean(r2), np.std(r2, ddof=1)
+    assert (gnn[0], gnn[r2_col], gnn[-2]) == ("gnn", f"{mean:.3f} ± {std:.3f}", "3")
+    assert (oracle[0], oracle[r2_col], oracle[-2]) == ("oracle", "1.000 ± 0.050", "")
+    assert html_escape(PLUS_MINUS) in page_text
+    _check_images(page, out)
+    [(values, (low, high))] = [b for b in bars if len(b[0]) == 2 and b[0][1] == 1.0]  # the r2 panel
+    assert values[0] == pytest.approx(mean) and low[0] == high[0] == pytest.approx(std)
+
+
 def test_safe_names_and_pca():
     from leaderboard.html import safe_name
     from leaderboard.plots import pca_2d
