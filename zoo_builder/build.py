@@ -343,6 +343,9 @@ def merge_zoos(paths: Sequence[str | Path], out: str | Path) -> dict:
             raise storage.ZooError(f"{Path(p) / storage.MANIFEST}: built from another config than {paths[0]}")
         if m.get("shard") is None:
             raise storage.ZooError(f"{Path(p) / storage.MANIFEST}: not a shard (built without --shard)")
+        if m.get("datasets") != first.get("datasets"):  # the merged manifest takes the first's records
+            raise storage.ZooError(f"{Path(p) / storage.MANIFEST}: its dataset records differ from those of "
+                                   f"{paths[0]} (other data, or a corrupted manifest)")
         problems = storage.verify_files(Path(p), m)
         if problems:
             raise storage.ZooError("; ".join(problems))

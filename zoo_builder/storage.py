@@ -133,7 +133,16 @@ def read_manifest(root: Path) -> dict:
     for rel in files:
         if Path(rel).is_absolute() or ".." in Path(rel).parts:
             raise ZooError(f"{path}: file entry {rel!r} points outside the zoo")
+    # The config is recomputed into its fingerprint, so an edited or bit-flipped config (the
+    # architectures, input shape and epochs every reader takes from it) is never used.
+    if doc.get("config_fingerprint") != json_sha256(doc.get("config")):
+        raise ZooError(f"{path}: config does not hash to config_fingerprint; the file is corrupted or edited")
     return doc
+
+
+def json_sha256(doc) -> str:
+    """sha256 of a JSON document with sorted keys: how a config's fingerprint is computed."""
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 def verify_files(root: Path, manifest: dict, names: list[str] | None = None) -> list[str]:
