@@ -151,6 +151,8 @@ class TrainedArray:
     standardizer: Standardizer
     classes: dict
     scale: dict
+    # The jitted eval step of `fit_neural`, reused by `outputs_neural` (no second compilation).
+    evaluate: Any = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def _padded(x: np.ndarray, targets: dict, idx: np.ndarray, size: int):
@@ -254,13 +256,15 @@ def fit_neural(method: str, model_cfg: ArrayConfig, train_cfg: harness.TrainConf
         len(x_train),
         lambda p: selection_metric(model_cfg, _eval(evaluate, p, x_val, batch), y_val, scale),
         train_cfg, seed, desc=method)
-    return TrainedArray(method, model_cfg, train_cfg, best, std, dict(task.classes), scale), history
+    return TrainedArray(method, model_cfg, train_cfg, best, std, dict(task.classes), scale, evaluate), history
 
 
 def outputs_neural(trained: TrainedArray, part) -> dict[str, np.ndarray]:
     mesh = harness.mesh_for(trained.train_config.num_devices)
     batch = _batch_size(trained.train_config, mesh.devices.size)
-    _, evaluate = _steps(ArrayNet(trained.model_config), optax.identity(), trained.scale, mesh)
+    evaluate = trained.evaluate
+    if evaluate is None:
+        _, evaluate = _steps(ArrayNet(trained.model_config), optax.identity(), trained.scale, mesh)
     x = trained.standardizer(raw_features(trained.method, part))
     return _eval(evaluate, trained.variables, x, batch)
 

@@ -72,6 +72,8 @@ class Trained:
     buckets: SizeBuckets
     classes: dict
     scale: dict  # regression: target -> (mean, std) of train targets, for loss weights
+    # The jitted eval step of `fit`, reused by `outputs` so predicting compiles nothing new.
+    evaluate: Any = dataclasses.field(default=None, compare=False, repr=False)
 
 
 class State(NamedTuple):
@@ -312,7 +314,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, task, seed: int = 0) -> 
         evaluate, p, parts["val"], train_cfg, n_dev, buckets, assigned["val"]), y_val)
     best, history = run_epochs(state, train, train_batches, len(parts["train"]), validate, train_cfg, seed,
                                desc="ng-gnn")
-    trained = Trained(model_cfg, train_cfg, best, buckets, dict(task.classes), scale)
+    trained = Trained(model_cfg, train_cfg, best, buckets, dict(task.classes), scale, evaluate)
     return trained, history
 
 
@@ -329,8 +331,9 @@ def outputs(trained: Trained, part) -> dict[str, np.ndarray]:
                              buckets.budgets[0].n_graph - 1, 1)
         buckets = SizeBuckets(buckets.limits + extra.limits, buckets.budgets + extra.budgets)
         assignment = np.where(assignment < 0, len(buckets.limits) - 1, assignment)
-    model = NeuralGraphNet(trained.model_config)
-    _, evaluate = make_steps(model, optax.identity(), trained.scale, mesh)
+    evaluate = trained.evaluate
+    if evaluate is None:
+        _, evaluate = make_steps(NeuralGraphNet(trained.model_config), optax.identity(), trained.scale, mesh)
     return run_eval(evaluate, trained.variables, graphs, trained.train_config, n_dev, buckets, assignment)
 
 

@@ -16,7 +16,13 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from baselines.ng_gnn import ModelConfig, NeuralGraphNet
-from benchmark.neural_graph import budget_for, hidden_node_ids, network_graph, pad_batch
+from benchmark.neural_graph import (
+    budget_for,
+    hidden_node_ids,
+    network_graph,
+    pad_batch,
+    size_buckets,
+)
 from zoo_builder.architecture import ArchSpec
 
 
@@ -39,17 +45,21 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def match_permutations(model: NeuralGraphNet, variables, params_a, params_b, arch: ArchSpec,
-                       edge_dim: int | None = None) -> dict[str, np.ndarray]:
-    """{"P_i": perm} with perm[j] = the unit of B placed at position j (aligned to A's unit j)."""
-    h_a = node_embeddings(model, variables, params_a, arch, edge_dim)
-    h_b = node_embeddings(model, variables, params_b, arch, edge_dim)
+def match_embeddings(h_a: np.ndarray, h_b: np.ndarray, arch: ArchSpec) -> dict[str, np.ndarray]:
+    """Per hidden layer, the Hungarian matching of B's node embeddings to A's on cosine similarity."""
     perms = {}
     for name, ids in hidden_node_ids(arch).items():
         similarity = _unit(h_a[ids]) @ _unit(h_b[ids]).T
         rows, cols = linear_sum_assignment(-similarity)
         perms[name] = cols[np.argsort(rows)].astype(np.int64)
     return perms
+
+
+def match_permutations(model: NeuralGraphNet, variables, params_a, params_b, arch: ArchSpec,
+                       edge_dim: int | None = None) -> dict[str, np.ndarray]:
+    """{"P_i": perm} with perm[j] = the unit of B placed at position j (aligned to A's unit j)."""
+    return match_embeddings(node_embeddings(model, variables, params_a, arch, edge_dim),
+                            node_embeddings(model, variables, params_b, arch, edge_dim), arch)
 
 
 def default_model(hidden: int = 32, num_layers: int = 3, seed: int = 0, edge_dim: int = 9):
@@ -63,10 +73,34 @@ def default_model(hidden: int = 32, num_layers: int = 3, seed: int = 0, edge_dim
     return model, model.init(jax.random.PRNGKey(seed), pad_batch([g], budget_for([g], 1)))
 
 
+def batched_node_embeddings(model: NeuralGraphNet, variables, graphs, batch_size: int = 16,
+                            num_buckets: int = 3) -> list[np.ndarray]:
+    """(n_node_i, hidden) node embeddings of every graph, batched in size buckets (one compilation each)."""
+    buckets = size_buckets(graphs, batch_size, num_buckets)
+    assignment = buckets.assign(graphs)
+    embed = _embed_fn(model.config)
+    out: list[np.ndarray | None] = [None] * len(graphs)
+    for b, budget in enumerate(buckets.budgets):
+        members = np.flatnonzero(assignment == b)
+        for s in range(0, len(members), batch_size):
+            idx = members[s:s + batch_size]
+            h = np.asarray(embed(variables, pad_batch([graphs[i] for i in idx], budget)))
+            starts = np.concatenate([[0], np.cumsum([int(graphs[i].n_node[0]) for i in idx])])
+            for k, i in enumerate(idx):
+                out[i] = h[starts[k]:starts[k + 1]]
+    return out
+
+
 def predict_pairs(model: NeuralGraphNet, variables, part, edge_dim: int | None = None) -> dict:
     """{pair_id: {"P_i": [ints]}} for a merging part's real and synthetic pairs."""
+    pairs = (*part.pairs, *part.synthetic_pairs)
+    ids = sorted({i for _, a, b in pairs for i in (a, b)})
+    if edge_dim is None:  # the model's edge width (its edge_in layer reads edge_dim + 1 features)
+        edge_dim = int(variables["params"]["edge_in"]["kernel"].shape[0]) - 1
+    graphs = [network_graph(part.params(i), part.arch(i), edge_dim=edge_dim, reverse_edges=True) for i in ids]
+    embeddings = dict(zip(ids, batched_node_embeddings(model, variables, graphs), strict=True))
     out = {}
-    for pair_id, a, b in (*part.pairs, *part.synthetic_pairs):
-        perms = match_permutations(model, variables, part.params(a), part.params(b), part.arch(a), edge_dim)
+    for pair_id, a, b in pairs:
+        perms = match_embeddings(embeddings[a], embeddings[b], part.arch(a))
         out[pair_id] = {name: [int(x) for x in p] for name, p in perms.items()}
     return out

@@ -5,55 +5,111 @@ on the task's train part (model selection on val), predicts its test part and
 writes one submission per seed with `leaderboard.submission.write_submission`.
 The CLI is ``zoobench baselines run`` (`add_commands`).
 
-The merging task has its own methods (`baselines.weight_matching`): ``naive``
-(identity permutations) and ``weight-matching`` (Git Re-Basin); the other
-methods do not apply to it, and the merging methods apply to nothing else
-(``--task all`` / ``--method all`` run only the pairs that make sense).
+The merging task has its own methods: ``naive`` (identity permutations),
+``weight-matching`` (Git Re-Basin, `baselines.weight_matching`) and ``ng-gnn``
+(matching node embeddings, `baselines.ng_gnn_merging`); the other methods do
+not apply to it (``--task all`` / ``--method all`` run only the pairs that make
+sense). `PROFILES` holds the hyper-parameters of each method per profile.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from baselines import classic, harness, weight_matching
+from baselines import classic, harness, ng_gnn_merging, weight_matching
 
 PREDICTION_METHODS = (*classic.METHODS, "ng-gnn")
+MERGING_METHODS = (*weight_matching.MERGING_METHODS, "ng-gnn")
 METHODS = (*PREDICTION_METHODS, *weight_matching.MERGING_METHODS)
 TASKS = ("generalization", "classification", "retrieval", "merging")
 
 
+@dataclasses.dataclass(frozen=True)
+class MethodSettings:
+    """How one method is trained: optimisation (`train`) and model-config overrides (`model`).
+
+    `train` None means the method's own default (`classic.DEFAULT_TRAIN`,
+    `harness.TrainConfig()`); `model` holds fields of the method's model config
+    (e.g. ``hidden``, statnn-gbt's ``max_iter``).
+    """
+
+    train: harness.TrainConfig | None = None
+    model: tuple[tuple[str, object], ...] = ()
+
+
+# Per-profile settings. "full" is each method's defaults; "fast" fits every
+# baseline on every task of the `small` zoo into `zoobench reproduce`'s
+# 10-minute budget on a 2-core CPU (fewer epochs, a narrower ng-gnn);
+# "smoke" is for the tiny zoo and tests. docs/baselines.md lists them.
+PROFILES: dict[str, dict[str, MethodSettings]] = {
+    "full": {},
+    "fast": {
+        "ng-gnn": MethodSettings(harness.TrainConfig(batch_size=16, epochs=6, patience=3, learning_rate=3e-3,
+                                                     progress=False), (("hidden", 24),)),
+        "flat-mlp": MethodSettings(harness.TrainConfig(batch_size=32, epochs=30, patience=8, progress=False)),
+        "statnn": MethodSettings(harness.TrainConfig(batch_size=32, epochs=30, patience=8, progress=False)),
+        "cnn-matrices": MethodSettings(harness.TrainConfig(batch_size=32, epochs=20, patience=6,
+                                                           progress=False)),
+        "statnn-gbt": MethodSettings(model=(("max_iter", 100),)),
+    },
+    "smoke": {
+        "ng-gnn": MethodSettings(harness.TrainConfig(batch_size=8, epochs=2, patience=2, learning_rate=3e-3,
+                                                     num_buckets=1, progress=False), (("hidden", 16),)),
+        **{m: MethodSettings(harness.TrainConfig(batch_size=16, epochs=4, patience=4, learning_rate=3e-3,
+                                                 progress=False))
+           for m in classic.NEURAL},
+        "statnn-gbt": MethodSettings(model=(("max_iter", 20),)),
+    },
+}
+
+
+def settings_for(method: str, profile: str = "full") -> MethodSettings:
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {list(PROFILES)}, got {profile!r}")
+    return PROFILES[profile].get(method, MethodSettings())
+
+
 def applies(task_name: str, method: str) -> bool:
-    """Whether `method` handles `task_name` (merging methods <-> the merging task)."""
-    return (task_name == "merging") == (method in weight_matching.MERGING_METHODS)
+    """Whether `method` handles `task_name`: merging has its own methods (ng-gnn handles every task)."""
+    if task_name == "merging":
+        return method in MERGING_METHODS
+    return method in PREDICTION_METHODS
 
 
-def _fit_predict(method: str, task, seed: int, train_cfg: harness.TrainConfig | None,
-                 overrides: dict) -> dict:
-    if method in weight_matching.MERGING_METHODS:
+def fit_predict(method: str, task, seed: int, settings: MethodSettings = MethodSettings()) -> dict:
+    """Train `method` on `task` (selection on val) and return its test predictions (leaderboard format)."""
+    overrides = dict(settings.model)
+    if task.name == "merging":
+        if method == "ng-gnn":
+            model, variables = ng_gnn_merging.default_model(seed=seed, **overrides)
+            return ng_gnn_merging.predict_pairs(model, variables, task.test)
         return weight_matching.predict_pairs(task.test, method, seed=seed)
     if method == "ng-gnn":
         cfg = harness.model_config_for(task, **overrides)
-        trained, _ = harness.fit(cfg, train_cfg or harness.TrainConfig(progress=False), task, seed=seed)
+        trained, _ = harness.fit(cfg, settings.train or harness.TrainConfig(progress=False), task, seed=seed)
         return harness.predict(trained, task.test)
-    trained, _ = classic.fit(method, task, seed=seed, train_cfg=train_cfg, **overrides)
+    trained, _ = classic.fit(method, task, seed=seed, train_cfg=settings.train, **overrides)
     return classic.predict(trained, task.test)
 
 
+def submission_name(task_name: str, split: str, method: str, seed: int) -> str:
+    return f"{task_name}-{split}-{method}-seed{seed}.json"
+
+
 def run(zoo, task_name: str, method: str, split: str = "id", seeds: Sequence[int] = (0,), out_dir=".",
-        *, train_config: harness.TrainConfig | None = None,
-        model_overrides: dict | None = None) -> list[Path]:
+        *, profile: str = "full", settings: MethodSettings | None = None) -> list[Path]:
     """Write ``OUT/{task}-{split}-{method}-seed{S}.json`` for every seed; returns the paths.
 
-    `train_config` (neural methods) and `model_overrides` (fields of the method's model config,
-    e.g. ``hidden`` or statnn-gbt's ``max_iter``) default to each method's defaults.
+    `settings` (default: the `profile`'s for `method`) says how the method is trained.
     """
     from benchmark import load_task  # noqa: PLC0415
     from leaderboard.submission import write_submission  # noqa: PLC0415
 
-    if method not in METHODS:
+    if method not in (*PREDICTION_METHODS, *MERGING_METHODS):
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if task_name not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task_name!r}")
@@ -64,11 +120,11 @@ def run(zoo, task_name: str, method: str, split: str = "id", seeds: Sequence[int
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for seed in seeds:
-        preds = _fit_predict(method, task, int(seed), train_config, dict(model_overrides or {}))
-        path = out_dir / f"{task_name}-{split}-{method}-seed{seed}.json"
+        preds = fit_predict(method, task, int(seed), settings or settings_for(method, profile))
+        path = out_dir / submission_name(task_name, split, method, seed)
         paths.append(write_submission(path, task=task, method=method, version="0",
-                                      description=f"zoobench reference baseline {method}, seed {seed}",
-                                      predictions=preds))
+                                      description=f"zoobench reference baseline {method} ({profile} profile)",
+                                      predictions=preds, seed=int(seed)))
     return paths
 
 
@@ -85,7 +141,8 @@ def cmd_baselines_run(args) -> int:
                     raise ValueError(f"method {m!r} does not handle the {t!r} task")
                 continue
             try:
-                paths = run(args.zoo, t, m, args.split, tuple(range(args.seeds)), args.out)
+                paths = run(args.zoo, t, m, args.split, tuple(range(args.seeds)), args.out,
+                            profile=args.profile)
             except TaskUnavailable as e:
                 if args.task != "all":
                     raise
@@ -114,5 +171,7 @@ def add_commands(sub) -> None:
     r.add_argument("--split", default="id", choices=["id", "ood-width", "ood-task"])
     r.add_argument("--seeds", type=int, default=1, help="number of seeds: 0..N-1 (default 1)")
     r.add_argument("--out", required=True, help="directory for the submissions")
+    r.add_argument("--profile", default="full", choices=list(PROFILES),
+                   help="hyper-parameter profile (default: full; docs/baselines.md)")
     r.add_argument("--json", action="store_true", help="print one JSON document")
     r.set_defaults(func=cmd_baselines_run)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from baselines import classic, harness, weight_matching
-from baselines.run import run
+from baselines.run import MethodSettings, run
 from benchmark import load_task
 from benchmark.tasks import test_targets
 from leaderboard.validate import validate_submission
@@ -96,9 +96,9 @@ def test_standardised_with_train_statistics_only(gen_task, trained):
 @pytest.mark.parametrize("method", ["statnn", "statnn-gbt"])
 def test_classification_and_retrieval(tiny_preset_zoo, name, method, tmp_path):
     short = harness.TrainConfig(batch_size=16, epochs=3, progress=False)
-    overrides = {"max_iter": 10} if method == "statnn-gbt" else {"hidden": 16}
-    [path] = run(tiny_preset_zoo, name, method, out_dir=tmp_path, train_config=short,
-                 model_overrides=overrides)
+    overrides = (("max_iter", 10),) if method == "statnn-gbt" else (("hidden", 16),)
+    [path] = run(tiny_preset_zoo, name, method, out_dir=tmp_path,
+                 settings=MethodSettings(train=short, model=overrides))
     sub, task = validate_submission(path, tiny_preset_zoo)
     assert sub.metadata.method == method
     if name == "retrieval":

@@ -356,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     from baselines.run import add_commands as add_baselines_commands  # noqa: PLC0415
 
     add_baselines_commands(sub)
+
+    from zoobench.reproduce import add_commands as add_reproduce_command  # noqa: PLC0415
+
+    add_reproduce_command(sub)
     return parser
 
 

@@ -1,0 +1,277 @@
+"""The main job: build a preset's zoo, run every baseline on every task and split, score, report.
+
+``zoobench reproduce [--preset small] [--out results] [--seeds N]`` runs five
+stages, each timed; a stage whose outputs exist and match is skipped, so an
+interrupted run continues where it stopped:
+
+1. ``zoo``: `zoo_builder.build.build_zoo` reuses a finished zoo of the same
+   config (its files verified) and resumes a partial one;
+2. ``tasks``: every task on every split that applies (`benchmark.load_task`);
+3. ``baselines``: one submission per (task, split, method, seed) in
+   ``OUT/submissions/``; a file that validates against this zoo and split is kept;
+4. ``score``: every submission into ``OUT/leaderboard.sqlite``; files already
+   stored (same sha256 and zoo) are not scored again;
+5. ``report``: ``OUT/leaderboard.md``, ``OUT/index.html`` with its plots, and
+   ``OUT/reproduce.json`` (stage and job timings, machine, versions).
+
+The baselines' hyper-parameters come from a profile per preset
+(`PRESET_PROFILE`, `baselines.run.PROFILES`); docs/baselines.md lists them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+PRESET_PROFILE = {"tiny": "smoke", "small": "fast", "paper": "full"}
+DB_NAME = "leaderboard.sqlite"
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One baseline run: a method trained with one seed on one task and split."""
+
+    task: str
+    split: str
+    method: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        from baselines.run import submission_name  # noqa: PLC0415
+
+        return submission_name(self.task, self.split, self.method, self.seed)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def timed(stage: str, timings: dict, fn: Callable, *args):
+    """Run one stage, log and record how long it took."""
+    log(f"[{stage}] ...")
+    t0 = time.perf_counter()
+    out = fn(*args)
+    timings[stage] = round(time.perf_counter() - t0, 2)
+    log(f"[{stage}] done in {timings[stage]:.1f} s")
+    return out
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def stage_zoo(preset: str, zoo_dir: Path, progress: bool):
+    from zoo_builder.build import build_zoo  # noqa: PLC0415
+    from zoo_builder.config import load_config, preset_path  # noqa: PLC0415
+    from zoo_builder.storage import load_zoo  # noqa: PLC0415
+
+    report = build_zoo(load_config(preset_path(preset)), zoo_dir, progress=progress)
+    if report.chunks_trained == 0:
+        log(f"[zoo] reusing the finished zoo at {zoo_dir} ({report.num_networks} networks)")
+    return load_zoo(zoo_dir, verify=False)  # build_zoo has just verified or written every file
+
+
+def stage_tasks(zoo) -> tuple[dict, dict]:
+    """Tasks by (name, split, all_checkpoints) (the scorer's cache key) and why others are unavailable."""
+    from benchmark import TaskUnavailable, load_task  # noqa: PLC0415
+    from benchmark.tasks import TASK_SPLITS, TASKS  # noqa: PLC0415
+
+    tasks, unavailable = {}, {}
+    for name in TASKS:
+        for split in TASK_SPLITS[name]:
+            try:
+                tasks[(name, split, False)] = load_task(name, zoo, split)
+            except TaskUnavailable as e:
+                unavailable[f"{name}/{split}"] = str(e)
+                log(f"[tasks] {name}/{split} unavailable: {e}")
+    return tasks, unavailable
+
+
+def plan(tasks: dict, seeds: int) -> list[Job]:
+    """Every (task, split, method, seed) whose method handles the task, in a fixed order."""
+    from baselines.run import METHODS, applies  # noqa: PLC0415
+
+    return [Job(name, split, method, seed) for (name, split, _) in tasks
+            for method in METHODS if applies(name, method) for seed in range(seeds)]
+
+
+def _existing_is_valid(path: Path, task) -> bool:
+    from leaderboard.submission import SubmissionError  # noqa: PLC0415
+    from leaderboard.validate import validate_submission  # noqa: PLC0415
+
+    if not path.is_file():
+        return False
+    try:
+        validate_submission(path, task=task)
+    except (SubmissionError, OSError, ValueError):
+        return False
+    return True
+
+
+def stage_baselines(jobs: list[Job], tasks: dict, sub_dir: Path, profile: str, progress: bool) -> dict:
+    """Write every job's submission (kept when already valid); returns per-job {seconds | skipped | error}."""
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    from baselines.run import fit_predict, settings_for  # noqa: PLC0415
+    from leaderboard.submission import write_submission  # noqa: PLC0415
+
+    sub_dir.mkdir(parents=True, exist_ok=True)
+    record = {}
+    bar = tqdm(jobs, desc="baselines", unit="run", disable=not progress, file=sys.stderr)
+    for job in bar:
+        bar.set_postfix_str(f"{job.task}/{job.split} {job.method} seed {job.seed}")
+        task = tasks[(job.task, job.split, False)]
+        path = sub_dir / job.name
+        if _existing_is_valid(path, task):
+            record[job.name] = {"skipped": True}
+            continue
+        t0 = time.perf_counter()
+        try:
+            preds = fit_predict(job.method, task, job.seed, settings_for(job.method, profile))
+            write_submission(path, task=task, method=job.method, version="0", seed=job.seed,
+                             description=f"zoobench reference baseline {job.method} ({profile} profile)",
+                             predictions=preds)
+        except Exception as e:  # noqa: BLE001 (one failed run must not lose the others)
+            record[job.name] = {"error": f"{type(e).__name__}: {e}"}
+            bar.write(f"[baselines] {job.name} failed: {type(e).__name__}: {e}")
+            continue
+        record[job.name] = {"seconds": round(time.perf_counter() - t0, 2)}
+    bar.close()
+    return record
+
+
+def stage_score(jobs: list[Job], tasks: dict, zoo, sub_dir: Path, db: Path, progress: bool) -> dict:
+    """Score every written submission into `db`; files already stored for this zoo are skipped."""
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    from leaderboard.score import file_sha256, score_submission  # noqa: PLC0415
+    from leaderboard.store import add_result, connect  # noqa: PLC0415
+    from leaderboard.submission import SubmissionError  # noqa: PLC0415
+
+    paths = [sub_dir / j.name for j in jobs if (sub_dir / j.name).is_file()]
+    record = {}
+    conn = connect(db)
+    try:
+        for path in tqdm(paths, desc="score", unit="file", disable=not progress, file=sys.stderr):
+            stored = conn.execute("SELECT id FROM submissions WHERE sha256 = ? AND zoo_fingerprint = ?",
+                                  (file_sha256(path), zoo.weights_fingerprint)).fetchone()
+            if stored:
+                record[path.name] = {"skipped": True, "id": int(stored[0])}
+                continue
+            t0 = time.perf_counter()
+            try:
+                result = score_submission(path, zoo, tasks=tasks)
+            except SubmissionError as e:
+                record[path.name] = {"error": str(e)}
+                log(f"[score] {e}")
+                continue
+            row_id, _ = add_result(conn, result)
+            record[path.name] = {"seconds": round(time.perf_counter() - t0, 2), "id": row_id}
+    finally:
+        conn.close()
+    return record
+
+
+def stage_report(zoo, db: Path, out: Path, jobs: list[Job], sub_dir: Path, header: str) -> str:
+    """leaderboard.md and index.html (tables, metric bars, seed-0 prediction plots); returns the markdown."""
+    from leaderboard.html import prediction_details, render_site  # noqa: PLC0415
+    from leaderboard.store import connect, entries  # noqa: PLC0415
+    from leaderboard.table import render  # noqa: PLC0415
+
+    conn = connect(db)
+    try:
+        # Only this zoo's rows: a database reused across zoos keeps the others, but not in this report.
+        rows = [r for r in entries(conn) if r["zoo_fingerprint"] == zoo.weights_fingerprint]
+    finally:
+        conn.close()
+    markdown = header + render(rows, "markdown") + "\n"
+    (out / "leaderboard.md").write_text(markdown, encoding="utf-8")
+    plotted = [sub_dir / j.name for j in jobs
+               if j.seed == 0 and j.task in ("generalization", "retrieval") and (sub_dir / j.name).is_file()]
+    render_site(rows, out, prediction_details(plotted, zoo), title=f"zoobench leaderboard: zoo {zoo.name}")
+    return markdown
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def machine() -> dict:
+    import jax  # noqa: PLC0415
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "python": platform.python_version(), "jax": jax.__version__,
+            "devices": [str(d) for d in jax.devices()]}
+
+
+def reproduce(preset: str = "small", out: str | Path = "results", seeds: int = 1,
+              zoo_dir: str | Path | None = None, progress: bool = True) -> dict:
+    """Run the five stages; returns the record written to ``OUT/reproduce.json``."""
+    if preset not in PRESET_PROFILE:
+        raise ValueError(f"preset must be one of {list(PRESET_PROFILE)}, got {preset!r}")
+    if seeds < 1:
+        raise ValueError(f"seeds must be at least 1, got {seeds}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    zoo_dir = Path(zoo_dir) if zoo_dir is not None else Path("zoos") / preset
+    sub_dir, db = out / "submissions", out / DB_NAME
+    profile = PRESET_PROFILE[preset]
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    zoo = timed("zoo", timings, stage_zoo, preset, zoo_dir, progress)
+    tasks, unavailable = timed("tasks", timings, stage_tasks, zoo)
+    jobs = plan(tasks, seeds)
+    runs = timed("baselines", timings, stage_baselines, jobs, tasks, sub_dir, profile, progress)
+    scores = timed("score", timings, stage_score, jobs, tasks, zoo, sub_dir, db, progress)
+    info = machine()
+    header = (f"# zoobench leaderboard: zoo `{zoo.name}` ({zoo.weights_fingerprint[:12]})\n\n"
+              f"`zoobench reproduce --preset {preset} --seeds {seeds}`, baselines' `{profile}` profile; "
+              f"{info['cpu_count']} CPU cores, devices {', '.join(info['devices'])}, jax {info['jax']}.\n\n")
+    markdown = timed("report", timings, stage_report, zoo, db, out, jobs, sub_dir, header)
+    timings["total"] = round(time.perf_counter() - t0, 2)
+
+    failed = sorted(n for n, r in {**runs, **scores}.items() if "error" in r)
+    record = {"preset": preset, "profile": profile, "seeds": seeds, "zoo": str(zoo_dir),
+              "weights_fingerprint": zoo.weights_fingerprint, "timings_s": timings, "machine": info,
+              "unavailable": unavailable, "runs": runs, "scores": scores, "failed": failed,
+              "leaderboard_md": str(out / "leaderboard.md"), "index_html": str(out / "index.html"),
+              "database": str(db)}
+    (out / "reproduce.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    record["markdown"] = markdown
+    return record
+
+
+def cmd_reproduce(args) -> int:
+    record = reproduce(args.preset, args.out, args.seeds, args.zoo, progress=not args.no_progress)
+    if args.json:
+        json.dump({k: v for k, v in record.items() if k != "markdown"}, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        print(record["markdown"])
+        for name in record["failed"]:
+            print(f"failed: {name}: {record['runs'].get(name, record['scores'].get(name))['error']}")
+        print(f"total {record['timings_s']['total']:.0f} s ("
+              + ", ".join(f"{k} {v:.0f} s" for k, v in record["timings_s"].items() if k != "total") + ")")
+        print(f"table: {record['leaderboard_md']}")
+        print(f"page:  {record['index_html']}")
+    return 1 if record["failed"] else 0
+
+
+def add_commands(sub) -> None:
+    """Add ``reproduce`` to the ``zoobench`` parser's subcommands."""
+    r = sub.add_parser("reproduce", help="build the default zoo, run every baseline on every task, "
+                                         "score them and write the tables and plots")
+    r.add_argument("--preset", default="small", choices=list(PRESET_PROFILE),
+                   help="zoo preset (default: small)")
+    r.add_argument("--out", default="results", help="output directory (default: results)")
+    r.add_argument("--seeds", type=int, default=1, help="training seeds per baseline: 0..N-1 (default 1)")
+    r.add_argument("--zoo", help="zoo directory (default: zoos/PRESET; reused when finished)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--json", action="store_true", help="print one JSON document")
+    r.set_defaults(func=cmd_reproduce)
