@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 import tomli_w
-from conftest import MINI_DOC, REPO_ROOT
+from conftest import MINI_DOC, REPO_ROOT, flip_byte
 from test_build import assert_same_zoo
 
-from zoo_builder.build import build_zoo_in_processes, process_shard_dir
+from zoo_builder.build import build_zoo, build_zoo_in_processes, process_shard_dir
 from zoo_builder.cli import main
-from zoo_builder.devices import Cluster
-from zoo_builder.storage import MANIFEST, load_zoo
+from zoo_builder.devices import Cluster, PeerFailed
+from zoo_builder.storage import MANIFEST, ZooError, load_zoo, write_json
 
 # Every process must join within this (seconds); the failure tests wait for it to pass.
 INIT_TIMEOUT = 3
@@ -89,36 +89,99 @@ def test_two_processes_build_the_single_process_zoo(tiny_zoo, config, tmp_path):
     assert not process_shard_dir(out, (0, 2)).parent.exists()  # the shards are merged, then deleted
 
 
-def test_threads_as_processes_merge_into_the_single_zoo(tiny_zoo, tiny_config, tmp_path):
-    """The shard-barrier-merge logic without jax.distributed: two threads, a threading.Barrier."""
-    sync = threading.Barrier(2, timeout=300)
-    shards_dir = tmp_path / "scratch"
-    (shards_dir).mkdir()
-    (shards_dir / "keep.txt").write_text("not ours")
-    reports, errors = {}, []
+class ThreadBarrier:
+    """`devices.barrier` for threads standing in for processes: each step's statuses, then a wait."""
+
+    def __init__(self, n: int):
+        self.n, self.statuses, self.cond = n, {}, threading.Condition()
+
+    def for_process(self, i: int):
+        def barrier(step: str, error: str | None) -> None:
+            with self.cond:
+                self.statuses.setdefault(step, {})[i] = error or "ok"
+                self.cond.notify_all()
+                if error is not None:
+                    return
+                assert self.cond.wait_for(lambda: len(self.statuses[step]) == self.n, timeout=300)
+                failed = {j: e for j, e in self.statuses[step].items() if e != "ok"}
+            if failed:
+                raise PeerFailed(f"process {min(failed)} failed before {step!r}: {failed[min(failed)]}")
+        return barrier
+
+
+def _run_threads(cfg, out, n, shards_dir=None) -> tuple[dict, dict]:
+    sync = ThreadBarrier(n)
+    reports, errors = {}, {}
 
     def process(i):
         try:
-            reports[i] = build_zoo_in_processes(tiny_config, tmp_path / "zoo", (i, 2),
-                                                lambda _name: sync.wait(), shards_dir=shards_dir,
+            reports[i] = build_zoo_in_processes(cfg, out, (i, n), sync.for_process(i), shards_dir=shards_dir,
                                                 progress=False)
-        except Exception as e:  # noqa: BLE001 (reported below, with the thread it came from)
-            errors.append((i, e))
-            sync.abort()
+        except Exception as e:  # noqa: BLE001 (returned to the test)
+            errors[i] = e
 
-    threads = [threading.Thread(target=process, args=(i,)) for i in range(2)]
+    threads = [threading.Thread(target=process, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return reports, errors
+
+
+def test_threads_as_processes_merge_into_the_single_zoo(tiny_zoo, tiny_config, tmp_path):
+    """The shard-barrier-merge logic without jax.distributed: threads stand in for processes."""
+    shards_dir = tmp_path / "scratch"
+    shards_dir.mkdir()
+    (shards_dir / "keep.txt").write_text("not ours")
+    reports, errors = _run_threads(tiny_config, tmp_path / "zoo", 2, shards_dir)
     assert not errors, errors
     assert_same_zoo(tiny_zoo, tmp_path / "zoo")
     assert reports[0].manifest == reports[1].manifest
     assert sorted(p.name for p in shards_dir.iterdir()) == ["keep.txt"]  # only the shards are deleted
 
     # Run again: the finished zoo is verified and reused, nothing is trained or waited for.
-    again = build_zoo_in_processes(tiny_config, tmp_path / "zoo", (1, 2), lambda _name: pytest.fail("waited"))
+    again = build_zoo_in_processes(tiny_config, tmp_path / "zoo", (1, 2), lambda *_: pytest.fail("waited"))
     assert (again.chunks_trained, again.manifest) == (0, reports[0].manifest)
+
+
+def test_a_failed_merge_stops_every_process_with_its_message(tiny_config, tmp_path):
+    """Process 0's merge fails (a shard's manifest was damaged): the others learn why, at once."""
+    out = tmp_path / "zoo"
+    shard1 = process_shard_dir(out, (1, 2))
+    build_zoo(tiny_config, shard1, shard=(1, 2), progress=False)  # finished earlier, then damaged:
+    manifest = json.loads((shard1 / MANIFEST).read_text())
+    manifest["datasets"]["digits"]["n_test"] += 1  # not covered by any file checksum
+    write_json(shard1 / MANIFEST, manifest)
+
+    reports, errors = _run_threads(tiny_config, out, 2)
+    assert not reports and set(errors) == {0, 1}
+    assert isinstance(errors[0], ZooError) and "its dataset records differ" in str(errors[0])
+    assert isinstance(errors[1], PeerFailed)
+    assert str(errors[1]).startswith("process 0 failed before 'zoo-merged': ZooError: ")
+    assert "its dataset records differ" in str(errors[1])
+    assert not (out / MANIFEST).exists()
+
+
+@pytest.mark.slow
+def test_a_failing_process_stops_the_others_at_once(tiny_config, config, tmp_path):
+    """Process 1's shard is corrupted: it fails, and process 0 stops with its message, not a hang."""
+    out = tmp_path / "zoo"
+    shard1 = process_shard_dir(out, (1, 2))
+    build_zoo(tiny_config, shard1, shard=(1, 2), progress=False)
+    weights = next((shard1 / "weights").glob("*.safetensors"))
+    flip_byte(weights)
+    coordinator = f"127.0.0.1:{_free_port()}"
+    t0 = time.monotonic()
+    procs = [_start(_build_cmd(config, out, "--coordinator", coordinator, "--num-processes", "2",
+                               "--process-id", str(i), "--init-timeout", "60"))
+             for i in range(2)]
+    (rc0, out0, err0), (rc1, out1, _) = (_finish(p, timeout=120) for p in procs)
+    assert (rc0, rc1) == (1, 1), err0[-2000:]
+    assert json.loads(out1)["error"] == f"{weights}: checksum mismatch (corrupted or modified)"
+    assert json.loads(out0)["error"] == ("process 1 of 2 failed before 'shards-written': ZooError: "
+                                         f"{weights}: checksum mismatch (corrupted or modified)")
+    assert time.monotonic() - t0 < 60  # not JAX's heartbeat timeout (100 s) or shutdown timeout (300 s)
+    assert not (out / MANIFEST).exists()
 
 
 def test_a_process_whose_coordinator_never_comes_fails_clearly(config, tmp_path):
@@ -184,4 +247,8 @@ def test_cluster_checks_its_fields():
         Cluster(coordinator="no-port")
     with pytest.raises(ValueError, match="num_processes must be >= 1"):
         Cluster(num_processes=0)
+    with pytest.raises(ValueError, match="process_id must be >= 0"):
+        Cluster(process_id=-1)
+    with pytest.raises(ValueError, match=r"process_id must be in 0\.\.num_processes-1 = 0\.\.2, got 3"):
+        Cluster(num_processes=3, process_id=3)
     assert Cluster(coordinator="[::1]:1234", num_processes=3, process_id=2).process_id == 2

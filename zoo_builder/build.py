@@ -378,7 +378,7 @@ def process_shard_dir(out: str | Path, process: tuple[int, int],
 
 
 def build_zoo_in_processes(cfg: ZooConfig, out: str | Path, process: tuple[int, int],
-                           barrier: Callable[[str], None], shards_dir: str | Path | None = None,
+                           barrier: Callable[[str, str | None], None], shards_dir: str | Path | None = None,
                            progress: bool = True) -> BuildReport:
     """One process's part of a multi-process build: its shard, then process 0 merges.
 
@@ -391,7 +391,8 @@ def build_zoo_in_processes(cfg: ZooConfig, out: str | Path, process: tuple[int, 
     Args:
       cfg, out, progress: as for `build_zoo`.
       process: (I, N), this process's index and the number of processes.
-      barrier: blocks until every process calls it with the same name.
+      barrier: `barrier(step, None)` blocks until every process reached `step` and raises
+        if one failed; `barrier(step, message)` reports this process's failure instead.
       shards_dir: parent of the per-process shard directories (default OUT.shards).
     """
     t0 = time.perf_counter()
@@ -399,16 +400,29 @@ def build_zoo_in_processes(cfg: ZooConfig, out: str | Path, process: tuple[int, 
     if (root / storage.MANIFEST).is_file():  # finished before: verify and reuse, or refuse
         return build_zoo(cfg, root, progress=False)
     i, n = process
-    shard = build_zoo(cfg, process_shard_dir(root, process, shards_dir), shard=process, progress=progress)
-    barrier("zoobench-shards-written")
-    if i == 0:
-        shards = [process_shard_dir(root, (j, n), shards_dir) for j in range(n)]
-        merge_zoos(shards, root)
-        for path in shards:
-            shutil.rmtree(path, ignore_errors=True)
-        with contextlib.suppress(OSError):  # only if empty: SHARDS_DIR may hold other things
-            shards[0].parent.rmdir()
-    barrier("zoobench-zoo-merged")
+    shards = [process_shard_dir(root, (j, n), shards_dir) for j in range(n)]
+    shard = _then_wait(barrier, "shards-written",
+                       lambda: build_zoo(cfg, shards[i], shard=process, progress=progress))
+    _then_wait(barrier, "zoo-merged", lambda: _merge_and_clean(shards, root) if i == 0 else None)
     manifest = storage.read_manifest(root)
     return BuildReport(root, manifest["num_networks"], shard.chunks_trained, shard.chunks_skipped,
                        shard.compile_s, shard.run_s, time.perf_counter() - t0, manifest)
+
+
+def _then_wait(barrier: Callable[[str, str | None], None], step: str, work: Callable):
+    """Do `work`, then wait for every process at `step`; a failure is reported there, not waited for."""
+    try:
+        result = work()
+    except Exception as e:
+        barrier(step, f"{type(e).__name__}: {e}")
+        raise
+    barrier(step, None)
+    return result
+
+
+def _merge_and_clean(shards: list[Path], root: Path) -> None:
+    merge_zoos(shards, root)
+    for path in shards:
+        shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(OSError):  # only if empty: SHARDS_DIR may hold other things
+        shards[0].parent.rmdir()

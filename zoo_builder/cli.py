@@ -103,7 +103,7 @@ def cmd_zoo_build(args) -> int:
     else:
         process = join_cluster(cluster)  # before any JAX computation
         report = build_zoo_in_processes(
-            cfg, out, process, lambda name: barrier(name, cluster.barrier_timeout_s),
+            cfg, out, process, lambda step, error: barrier(step, cluster.barrier_timeout_s, error),
             shards_dir=args.shards_dir, progress=not args.no_progress)
     doc = {
         "path": str(report.path),
@@ -365,13 +365,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from zoo_builder.config import ConfigError  # noqa: PLC0415
+    from zoo_builder.devices import PeerFailed  # noqa: PLC0415
     from zoo_builder.storage import ZooError  # noqa: PLC0415
 
     args = build_parser().parse_args(argv)
     use_every_cpu_core()
     try:
         return args.func(args)
-    except (ConfigError, ZooError, ValueError, KeyError, FileNotFoundError, ConnectionError) as e:
+    except (ConfigError, ZooError, ValueError, KeyError, FileNotFoundError, ConnectionError, PeerFailed) as e:
         msg = str(e) if not isinstance(e, KeyError) else str(e.args[0])
         if getattr(args, "json", False):
             json.dump({"error": msg}, sys.stdout)

@@ -42,7 +42,9 @@ class Cluster:
     def __post_init__(self):
         if self.num_processes is not None and self.num_processes < 1:
             raise ValueError(f"num_processes must be >= 1, got {self.num_processes}")
-        if self.process_id is not None and not 0 <= self.process_id < (self.num_processes or 1 << 62):
+        if self.process_id is not None and self.process_id < 0:
+            raise ValueError(f"process_id must be >= 0, got {self.process_id}")
+        if None not in (self.process_id, self.num_processes) and self.process_id >= self.num_processes:
             raise ValueError(f"process_id must be in 0..num_processes-1 = 0..{self.num_processes - 1}, "
                              f"got {self.process_id}")
         if self.coordinator is not None:
@@ -107,15 +109,29 @@ def _or_auto(value: int | None) -> str:
     return "auto" if value is None else str(value)
 
 
-def barrier(name: str, timeout_s: float) -> None:
-    """Wait until every process of the distributed build reaches barrier `name`.
+def barrier(name: str, timeout_s: float, error: str | None = None) -> None:
+    """Wait until every process of the distributed build reaches step `name`; fail if one failed.
 
-    Uses the coordination service, not a collective, so it needs no cross-process
-    collectives backend (CPU builds have none by default).
+    A process that failed passes its `error` instead of waiting, and the others
+    raise it, naming that process, instead of waiting for it. Built on the
+    coordination service's key-value store, not a collective, so it needs no
+    cross-process collectives backend (CPU builds have none by default).
     """
+    import jax  # noqa: PLC0415
     from jax._src import distributed  # noqa: PLC0415 (the client has no public accessor)
 
     client = distributed.global_state.client
     if client is None:
         raise RuntimeError("barrier() needs jax.distributed.initialize first (join_cluster)")
-    client.wait_at_barrier(name, int(timeout_s * 1000))
+    me, count = jax.process_index(), jax.process_count()
+    client.key_value_set(f"zoobench/{name}/{me}", "ok" if error is None else f"error: {error}")
+    if error is not None:
+        return
+    for other in range(count):
+        status = client.blocking_key_value_get(f"zoobench/{name}/{other}", int(timeout_s * 1000))
+        if status != "ok":
+            raise PeerFailed(f"process {other} of {count} failed before {name!r}: {status[len('error: '):]}")
+
+
+class PeerFailed(RuntimeError):
+    """Another process of a distributed build failed; this one stops too."""
