@@ -413,8 +413,8 @@ def _then_wait(barrier: Callable[[str, str | None], None], step: str, work: Call
     """Do `work`, then wait for every process at `step`; a failure is reported there, not waited for."""
     try:
         result = work()
-    except Exception as e:
-        barrier(step, f"{type(e).__name__}: {e}")
+    except BaseException as e:  # Ctrl-C too: the others must not wait for this process
+        barrier(step, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
         raise
     barrier(step, None)
     return result

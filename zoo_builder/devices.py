@@ -102,6 +102,9 @@ def join_cluster(cluster: Cluster) -> tuple[int, int]:
     except ValueError as e:  # JAX found no cluster environment to fill the unset fields from
         raise ValueError(f"cannot join a distributed build: {e} Pass --coordinator HOST:PORT "
                          "--num-processes N --process-id I, or run under Slurm or Open MPI") from None
+    # Start the backend now: it exchanges device topologies with every process, which would
+    # otherwise happen at the first computation and stall the others if this one failed before.
+    jax.local_devices()
     return jax.process_index(), jax.process_count()
 
 
