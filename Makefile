@@ -1,11 +1,11 @@
-# The README's two set-up commands: `make demo` (the main job) and `make test`.
+# The README's two set-up commands: `make reproduce` (the main job) and `make test`.
 # Each creates and fills the virtual environment .venv when it is missing.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: reproduce test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,9 +13,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/zoobench zoo build --preset small --out zoos/small
-	$(BIN)/zoobench zoo info zoos/small
+reproduce: $(STAMP)
+	$(BIN)/zoobench reproduce --preset small --out results
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -25,6 +24,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/zoo_throughput.py
+	$(BIN)/python bench/gnn_throughput.py
 
 clean:
-	rm -rf $(VENV) zoos .pytest_cache
+	rm -rf $(VENV) zoos results .pytest_cache

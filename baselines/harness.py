@@ -48,6 +48,7 @@ class TrainConfig:
       num_devices: devices to shard the batch over (default all local devices).
       reverse_edges: give the view reversed edges so messages flow both ways.
       num_buckets: graph-size buckets (one padding budget and one compilation each).
+      scale_inputs: divide weights and biases by their layer's train std (`InputScale`).
       progress: show a tqdm bar.
     """
 
@@ -59,6 +60,7 @@ class TrainConfig:
     num_devices: int | None = None
     reverse_edges: bool = True
     num_buckets: int = 3
+    scale_inputs: bool = True
     progress: bool = True
 
 
@@ -72,6 +74,7 @@ class Trained:
     buckets: SizeBuckets
     classes: dict
     scale: dict  # regression: target -> (mean, std) of train targets, for loss weights
+    input_scale: InputScale | None = None
     # The jitted eval step of `fit`, reused by `outputs` so predicting compiles nothing new.
     evaluate: Any = dataclasses.field(default=None, compare=False, repr=False)
 
@@ -101,6 +104,45 @@ def model_config_for(task, **overrides) -> ModelConfig:
 
 
 # --------------------------------------------------------------------------- input pipeline
+
+
+@dataclasses.dataclass(frozen=True)
+class InputScale:
+    """Per-layer scales of edge weights and biases, from the train graphs only.
+
+    A first layer of 784 inputs has weights ~30x smaller than a last layer;
+    dividing by each layer's train-set standard deviation puts every layer's
+    weights on one scale. The statistics pool all units of a layer, so the
+    scaling is invariant to hidden-unit permutations.
+    """
+
+    weight: tuple[float, ...]  # by layer index of the edge's later neuron
+    bias: tuple[float, ...]  # by layer index of the neuron
+
+    @staticmethod
+    def _layers(graph: jraph.GraphsTuple) -> tuple[np.ndarray, np.ndarray]:
+        layer = graph.nodes["features"][:, 1].astype(np.int64)
+        return layer, np.maximum(layer[graph.senders], layer[graph.receivers])
+
+    @classmethod
+    def fit(cls, graphs: Sequence[jraph.GraphsTuple]) -> InputScale:
+        pairs = [cls._layers(g) for g in graphs]
+        depth = 1 + max(int(node.max()) for node, _ in pairs)
+        both = list(zip(graphs, pairs, strict=True))
+        w = [np.concatenate([g.edges["weight"][e == d].ravel() for g, (_, e) in both]) for d in range(depth)]
+        b = [np.concatenate([g.nodes["features"][n == d, 0] for g, (n, _) in both]) for d in range(depth)]
+        std = lambda v: float(np.std(v)) if v.size and np.std(v) > 1e-8 else 1.0  # noqa: E731
+        return cls(tuple(std(v) for v in w), tuple(std(v) for v in b))
+
+    def __call__(self, graph: jraph.GraphsTuple) -> jraph.GraphsTuple:
+        node, edge = self._layers(graph)
+        w, b = np.array(self.weight + (1.0,)), np.array(self.bias + (1.0,))  # deeper than train: unscaled
+        feats = graph.nodes["features"].copy()
+        feats[:, 0] /= b[np.minimum(node, len(b) - 1)]
+        weight = graph.edges["weight"] / w[np.minimum(edge, len(w) - 1)][:, None]
+        return graph._replace(nodes={**graph.nodes, "features": feats},
+                              edges={**graph.edges, "weight": weight.astype(np.float32)})
+
 
 
 def mesh_for(num_devices: int | None) -> Mesh:
@@ -183,20 +225,26 @@ def per_graph_loss(cfg: ModelConfig, out: dict, targets: dict, scale: dict) -> j
     return total
 
 
+def scale_arrays(scale: dict) -> dict:
+    """`scale` as float32 arrays, passed to the jitted step rather than baked into it as constants,
+    so every split of a task (same shapes, other train statistics) runs one compiled program."""
+    return {name: tuple(np.float32(v) for v in pair) for name, pair in scale.items()}
+
+
 def make_steps(model: NeuralGraphNet, tx, scale: dict, mesh: Mesh):
     """Jitted train and eval steps over device-stacked batches."""
     cfg = model.config
     data = NamedSharding(mesh, P("data"))
     repl = NamedSharding(mesh, P())
 
-    def loss_fn(params, graph, targets, mask):
+    def loss_fn(params, scale, graph, targets, mask):
         out = jax.vmap(lambda g: model.apply(params, g))(graph)
         loss = per_graph_loss(cfg, out, targets, scale)
         return jnp.sum(loss * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
-    def train_step(state: State, graph, targets, mask):
+    def train_step(state: State, scale, graph, targets, mask):
         TRACES["train"] += 1
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, graph, targets, mask)
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, scale, graph, targets, mask)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         return State(optax.apply_updates(state.params, updates), opt_state), loss
 
@@ -204,10 +252,11 @@ def make_steps(model: NeuralGraphNet, tx, scale: dict, mesh: Mesh):
         TRACES["eval"] += 1
         return jax.vmap(lambda g: model.apply(params, g))(graph)
 
-    train = jax.jit(train_step, in_shardings=(repl, data, data, data), out_shardings=(repl, repl),
-                    donate_argnums=0)
+    jitted = jax.jit(train_step, in_shardings=(repl, repl, data, data, data), out_shardings=(repl, repl),
+                     donate_argnums=0)
+    consts = scale_arrays(scale)
     evaluate = jax.jit(eval_step, in_shardings=(repl, data), out_shardings=data)
-    return train, evaluate
+    return (lambda state, graph, targets, mask: jitted(state, consts, graph, targets, mask)), evaluate
 
 
 def run_eval(evaluate, params, graphs, cfg: TrainConfig, n_dev: int, buckets: SizeBuckets,
@@ -295,6 +344,9 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, task, seed: int = 0) -> 
     mesh = mesh_for(train_cfg.num_devices)
     n_dev = mesh.devices.size
     parts = {p.name: graphs_of(p, train_cfg) for p in task.parts}
+    input_scale = InputScale.fit(parts["train"]) if train_cfg.scale_inputs else None
+    if input_scale is not None:
+        parts = {name: [input_scale(g) for g in gs] for name, gs in parts.items()}
     buckets = size_buckets([g for gs in parts.values() for g in gs], per_device(train_cfg.batch_size, n_dev),
                            train_cfg.num_buckets)
     assigned = {name: buckets.assign(gs) for name, gs in parts.items()}
@@ -314,7 +366,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, task, seed: int = 0) -> 
         evaluate, p, parts["val"], train_cfg, n_dev, buckets, assigned["val"]), y_val)
     best, history = run_epochs(state, train, train_batches, len(parts["train"]), validate, train_cfg, seed,
                                desc="ng-gnn")
-    trained = Trained(model_cfg, train_cfg, best, buckets, dict(task.classes), scale, evaluate)
+    trained = Trained(model_cfg, train_cfg, best, buckets, dict(task.classes), scale, input_scale, evaluate)
     return trained, history
 
 
@@ -323,6 +375,8 @@ def outputs(trained: Trained, part) -> dict[str, np.ndarray]:
     mesh = mesh_for(trained.train_config.num_devices)
     n_dev = mesh.devices.size
     graphs = graphs_of(part, trained.train_config)
+    if trained.input_scale is not None:
+        graphs = [trained.input_scale(g) for g in graphs]
     buckets = trained.buckets
     assignment = buckets.assign(graphs)
     if (assignment < 0).any():

@@ -48,12 +48,12 @@ class MethodSettings:
 PROFILES: dict[str, dict[str, MethodSettings]] = {
     "full": {},
     "fast": {
-        "ng-gnn": MethodSettings(harness.TrainConfig(batch_size=16, epochs=6, patience=3, learning_rate=3e-3,
-                                                     progress=False), (("hidden", 24),)),
-        "flat-mlp": MethodSettings(harness.TrainConfig(batch_size=32, epochs=30, patience=8, progress=False)),
-        "statnn": MethodSettings(harness.TrainConfig(batch_size=32, epochs=30, patience=8, progress=False)),
-        "cnn-matrices": MethodSettings(harness.TrainConfig(batch_size=32, epochs=20, patience=6,
-                                                           progress=False)),
+        "ng-gnn": MethodSettings(harness.TrainConfig(batch_size=32, epochs=2, patience=2, learning_rate=3e-3,
+                                                     num_buckets=2, progress=False), (("hidden", 16),)),
+        "flat-mlp": MethodSettings(harness.TrainConfig(batch_size=32, epochs=20, patience=6, progress=False)),
+        "statnn": MethodSettings(harness.TrainConfig(batch_size=32, epochs=20, patience=6, progress=False)),
+        "cnn-matrices": MethodSettings(harness.TrainConfig(batch_size=32, epochs=10, patience=4,
+                                                           progress=False), (("hidden", 16),)),
         "statnn-gbt": MethodSettings(model=(("max_iter", 100),)),
     },
     "smoke": {
@@ -71,6 +71,26 @@ def settings_for(method: str, profile: str = "full") -> MethodSettings:
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {list(PROFILES)}, got {profile!r}")
     return PROFILES[profile].get(method, MethodSettings())
+
+
+def _settings_text(method: str, profile: str) -> str:
+    """The non-default hyper-parameters of `method` under `profile`, as ``name=value`` pairs."""
+    settings = settings_for(method, profile)
+    parts = [f"{k}={v}" for k, v in settings.model]
+    if settings.train is not None:
+        base = classic.DEFAULT_TRAIN if method in classic.NEURAL else harness.TrainConfig(progress=False)
+        parts += [f"{f.name}={getattr(settings.train, f.name)}" for f in dataclasses.fields(settings.train)
+                  if f.name != "progress" and getattr(settings.train, f.name) != getattr(base, f.name)]
+    return ", ".join(parts) or "defaults"
+
+
+def profile_table() -> str:
+    """Markdown table of every method's settings per profile (docs/baselines.md embeds it; a test
+    checks the copy is current)."""
+    lines = ["| method | " + " | ".join(PROFILES) + " |", "|---|" + "---|" * len(PROFILES)]
+    for method in (*PREDICTION_METHODS, *weight_matching.MERGING_METHODS):
+        lines.append(f"| {method} | " + " | ".join(_settings_text(method, p) for p in PROFILES) + " |")
+    return "\n".join(lines)
 
 
 def applies(task_name: str, method: str) -> bool:

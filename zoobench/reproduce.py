@@ -11,7 +11,8 @@ interrupted run continues where it stopped:
    ``OUT/submissions/``; a file that validates against this zoo and split is kept;
 4. ``score``: every submission into ``OUT/leaderboard.sqlite``; files already
    stored (same sha256 and zoo) are not scored again;
-5. ``report``: ``OUT/leaderboard.md``, ``OUT/index.html`` with its plots, and
+5. ``report``: ``OUT/leaderboard.md`` (every metric), ``OUT/summary.md`` (headline
+   metrics, the README's table), ``OUT/index.html`` with its plots, and
    ``OUT/reproduce.json`` (stage and job timings, machine, versions).
 
 The baselines' hyper-parameters come from a profile per preset
@@ -192,10 +193,54 @@ def stage_report(zoo, db: Path, out: Path, jobs: list[Job], sub_dir: Path, heade
         conn.close()
     markdown = header + render(rows, "markdown") + "\n"
     (out / "leaderboard.md").write_text(markdown, encoding="utf-8")
+    (out / "summary.md").write_text(header + summary_markdown(rows), encoding="utf-8")
     plotted = [sub_dir / j.name for j in jobs
                if j.seed == 0 and j.task in ("generalization", "retrieval") and (sub_dir / j.name).is_file()]
     render_site(rows, out, prediction_details(plotted, zoo), title=f"zoobench leaderboard: zoo {zoo.name}")
     return markdown
+
+
+SPLIT_ORDER = ("id", "ood-width", "ood-task")
+SUMMARY_METRICS = {
+    "generalization": ("test_acc/kendall_tau", "gen_gap/kendall_tau"),
+    "classification": ("dataset/accuracy", "optimizer/accuracy"),
+    "retrieval": ("mAP", "recall@1"),
+    "merging": ("unit_match_acc", "merged_acc"),
+}
+
+
+def _summary_cell(m: dict | None) -> str:
+    if not m or m.get("value") is None:
+        return "–"
+    if (m.get("seeds") or 1) > 1:
+        return f"{m['value']:.3f} ± {m['std']:.3f}"
+    return f"{m['value']:.3f}"
+
+
+def summary_markdown(rows: list[dict]) -> str:
+    """One compact table per task: methods × (split, headline metric); mean ± std over seeds."""
+    from leaderboard.table import group_rows  # noqa: PLC0415
+
+    by_task: dict[str, list[dict]] = {}
+    for g in group_rows(rows):
+        by_task.setdefault(g["task"], []).append(g)
+    parts = []
+    for task, metrics in SUMMARY_METRICS.items():
+        groups = sorted(by_task.get(task, []), key=lambda g: SPLIT_ORDER.index(g["split"]))
+        if not groups:
+            continue
+        columns = [(g, m) for g in groups for m in metrics]
+        methods = sorted({r["method"] for g in groups for r in g["rows"]})
+        header = " | ".join(f"{m} ({g['split']})" for g, m in columns)
+        lines = [f"**{task}**", "", f"| method | {header} |", "|---|" + "---|" * len(columns)]
+        for method in methods:
+            cells = []
+            for g, m in columns:
+                row = next((r for r in g["rows"] if r["method"] == method), None)
+                cells.append(_summary_cell(row["metrics"].get(m) if row else None))
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
 
 
 # --------------------------------------------------------------------------- the job
@@ -240,7 +285,8 @@ def reproduce(preset: str = "small", out: str | Path = "results", seeds: int = 1
     record = {"preset": preset, "profile": profile, "seeds": seeds, "zoo": str(zoo_dir),
               "weights_fingerprint": zoo.weights_fingerprint, "timings_s": timings, "machine": info,
               "unavailable": unavailable, "runs": runs, "scores": scores, "failed": failed,
-              "leaderboard_md": str(out / "leaderboard.md"), "index_html": str(out / "index.html"),
+              "leaderboard_md": str(out / "leaderboard.md"), "summary_md": str(out / "summary.md"),
+              "index_html": str(out / "index.html"),
               "database": str(db)}
     (out / "reproduce.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     record["markdown"] = markdown
@@ -258,7 +304,7 @@ def cmd_reproduce(args) -> int:
             print(f"failed: {name}: {record['runs'].get(name, record['scores'].get(name))['error']}")
         print(f"total {record['timings_s']['total']:.0f} s ("
               + ", ".join(f"{k} {v:.0f} s" for k, v in record["timings_s"].items() if k != "total") + ")")
-        print(f"table: {record['leaderboard_md']}")
+        print(f"table: {record['leaderboard_md']} (headline metrics: {record['summary_md']})")
         print(f"page:  {record['index_html']}")
     return 1 if record["failed"] else 0
 
