@@ -148,6 +148,18 @@ def run(zoo, task_name: str, method: str, split: str = "id", seeds: Sequence[int
     return paths
 
 
+def score_into(path, zoo, db) -> int:
+    """Score a written submission into the leaderboard database `db`; returns its row id."""
+    from leaderboard.score import score_submission  # noqa: PLC0415
+    from leaderboard.store import add_result, connect  # noqa: PLC0415
+
+    conn = connect(db)
+    try:
+        return add_result(conn, score_submission(path, zoo))[0]
+    finally:
+        conn.close()
+
+
 def cmd_baselines_run(args) -> int:
     from benchmark import TaskUnavailable  # noqa: PLC0415
 
@@ -169,12 +181,16 @@ def cmd_baselines_run(args) -> int:
                 skipped.append({"task": t, "method": m, "reason": str(e)})
                 break
             written += [{"task": t, "method": m, "path": str(p)} for p in paths]
+    if args.db:
+        for w in written:
+            w["stored_as"] = score_into(w["path"], args.zoo, args.db)
     if args.json:
         json.dump({"written": written, "skipped": skipped}, sys.stdout)
         sys.stdout.write("\n")
     else:
         for w in written:
-            print(f"{w['task']:15s} {w['method']:13s} {w['path']}")
+            stored = f"  (leaderboard #{w['stored_as']})" if "stored_as" in w else ""
+            print(f"{w['task']:15s} {w['method']:13s} {w['path']}{stored}")
         for s in skipped:
             print(f"{s['task']:15s} skipped: {s['reason']}")
     return 0
@@ -193,5 +209,6 @@ def add_commands(sub) -> None:
     r.add_argument("--out", required=True, help="directory for the submissions")
     r.add_argument("--profile", default="full", choices=list(PROFILES),
                    help="hyper-parameter profile (default: full; docs/baselines.md)")
+    r.add_argument("--db", help="also score every submission into this leaderboard database")
     r.add_argument("--json", action="store_true", help="print one JSON document")
     r.set_defaults(func=cmd_baselines_run)

@@ -12,6 +12,7 @@ from baselines import classic, harness, weight_matching
 from baselines.run import MethodSettings, run
 from benchmark import load_task
 from benchmark.tasks import test_targets
+from leaderboard.store import connect, entries
 from leaderboard.validate import validate_submission
 from zoo_builder import cli
 from zoo_builder.permutation import apply_permutation, invert, permutation_spec, random_permutations
@@ -107,12 +108,18 @@ def test_classification_and_retrieval(tiny_preset_zoo, name, method, tmp_path):
 
 
 def test_cli_writes_valid_submissions(tiny_preset_zoo, tmp_path, capsys):
+    db = tmp_path / "lb.sqlite"
     code = cli.main(["baselines", "run", "--zoo", str(tiny_preset_zoo), "--task", "generalization",
-                     "--method", "statnn-gbt", "--seeds", "2", "--out", str(tmp_path), "--json"])
+                     "--method", "statnn-gbt", "--seeds", "2", "--out", str(tmp_path), "--db", str(db),
+                     "--json"])
     assert code == 0
     doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     paths = [w["path"] for w in doc["written"]]
     assert len(paths) == 2
+    # Scored into the leaderboard as they were written: two seeds of one method.
+    rows = entries(connect(db))
+    assert sorted(r["seed"] for r in rows) == [0, 1] and {r["method"] for r in rows} == {"statnn-gbt"}
+    assert sorted(w["stored_as"] for w in doc["written"]) == sorted(r["id"] for r in rows)
     for p in paths:
         sub, _ = validate_submission(p, tiny_preset_zoo)
         assert sub.metadata.method == "statnn-gbt"
