@@ -156,6 +156,11 @@ class TaskPart:
             self._cache[key] = _compute_view(kind, self.networks(), options)
         return self._cache[key]
 
+    def clear_cache(self) -> None:
+        """Forget the cached networks and views (recomputed on demand): a long job that visits many
+        tasks keeps memory bounded by calling it when it is done with a part."""
+        self._cache.clear()
+
 
 def _compute_view(kind: str, networks, options: dict):
     # Imported here: the views pull in jraph, which tasks do not otherwise need.

@@ -188,6 +188,10 @@ def test_views_line_up_across_parts_and_are_cached(zoo):
     flats = [p.view("flat")[0] for p in task.parts]
     assert len({f.shape[1] for f in flats}) == 1
     assert task.test.view("stats") is stats[2]
+    task.test.clear_cache()  # recomputed on demand, equal to what was cached
+    again = task.test.view("stats")
+    assert again is not stats[2]
+    np.testing.assert_array_equal(again, stats[2])
     assert task.test.view("flat", dim=5000)[0].shape == (len(task.test), 5000)
     mats = [p.view("matrices")[0].shape[1:] for p in task.parts]
     assert len(set(mats)) == 1

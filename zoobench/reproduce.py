@@ -123,11 +123,15 @@ def stage_baselines(jobs: list[Job], tasks: dict, sub_dir: Path, profile: str, p
     from leaderboard.submission import write_submission  # noqa: PLC0415
 
     sub_dir.mkdir(parents=True, exist_ok=True)
-    record = {}
+    record, previous = {}, None
     bar = tqdm(jobs, desc="baselines", unit="run", disable=not progress, file=sys.stderr)
     for job in bar:
         bar.set_postfix_str(f"{job.task}/{job.split} {job.method} seed {job.seed}")
         task = tasks[(job.task, job.split, False)]
+        if previous is not None and previous is not task:
+            for part in previous.parts:  # its views are not needed again: keep memory bounded
+                part.clear_cache()
+        previous = task
         path = sub_dir / job.name
         if _existing_is_valid(path, task):
             record[job.name] = {"skipped": True}
