@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.twins import Twin, derive_hex, pick_twins, twin_id, twin_seed
+from zoo_builder.config import read_bounded
 from zoo_builder.storage import Zoo, load_zoo, write_json
 
 FORMAT = "zoobench-split"
@@ -44,6 +45,8 @@ STRATA = ("dataset", "family")
 _TIE_ORDER = {"test": 2, "val": 1, "train": 0}
 _METADATA = ("network_id", "index", "config_id", "dataset", "dataset_base", "family", "max_width")
 _CHECKED_IN = Path(__file__).resolve().parent / "splits_data"
+# A split of 30,000 networks (16-hex ids, 5% twins) is ~0.9 MB: room for ~2M networks.
+MAX_SPLIT_BYTES = 64 << 20
 
 
 class SplitError(ValueError):
@@ -271,18 +274,20 @@ def _id_list(value, path: Path, where: str) -> tuple[str, ...]:
 
 
 def read_split(path: str | Path, weights_fingerprint: str | None = None) -> Split:
-    """Read and check a split file on its own: format, structure, fingerprint, twins.
+    """Read and check a split file on its own: size, format, structure, fingerprint, twins.
 
     With `weights_fingerprint`, a file made for another zoo is refused first (its
     message says so and names both fingerprints).
     """
     path = Path(path)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(read_bounded(path, MAX_SPLIT_BYTES, "split").decode("utf-8"))
     except FileNotFoundError:
         raise SplitError(f"{path}: no such split file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise SplitError(f"{path}: not a readable JSON split file ({e}); the file is corrupted") from e
+    except ValueError as e:  # from read_bounded: not a regular file, or over the limit
+        raise SplitError(str(e)) from None
     _expect(isinstance(doc, dict) and doc.get("format") == FORMAT, path,
             f"not a zoobench split file (expected format {FORMAT!r})")
     _expect(doc.get("format_version") == FORMAT_VERSION, path,
@@ -358,10 +363,19 @@ def load_split(path: str | Path, zoo: Zoo | str | Path) -> Split:
     return split
 
 
+def _holding(found: Split, split: str) -> Split:
+    """`found`, if it is the split `split`: files are found by name, so a misnamed copy is refused."""
+    if found.name != split:
+        raise SplitError(f"{found.path}: holds the {found.name!r} split, not {split!r} (a file saved under "
+                         f"the wrong name): delete it to make the {split!r} split")
+    return found
+
+
 def get_split(zoo: Zoo | str | Path, split: str) -> Split:
     """The zoo's `split`: its own file, else the checked-in one for this exact zoo, else a new one.
 
-    A file next to the zoo that does not match it is an error. A checked-in file
+    A file next to the zoo that does not match it, or that holds another split
+    than its name says, is an error. A checked-in file
     whose weights fingerprint differs (a preset built on another machine) is
     ignored: the split is recomputed, which gives the same parts and twins since
     they depend only on ids and config metadata, and written next to the zoo.
@@ -370,10 +384,10 @@ def get_split(zoo: Zoo | str | Path, split: str) -> Split:
     zoo = as_zoo(zoo)
     local = split_path(zoo.root, split)
     if local.exists():
-        return load_split(local, zoo)
+        return _holding(load_split(local, zoo), split)
     shipped = checked_in_path(zoo.name, split)
     if shipped.is_file():
-        candidate = read_split(shipped)
+        candidate = _holding(read_split(shipped), split)
         if candidate.weights_fingerprint == zoo.weights_fingerprint and candidate.zoo_name == zoo.name:
             check_against_zoo(candidate, zoo)
             return candidate

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ from zoo_builder.config import (
     load_config,
     load_preset,
     preset_path,
+    read_bounded,
     sample_network,
     sample_networks,
 )
@@ -168,6 +171,45 @@ def test_oversized_config_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "MAX_CONFIG_BYTES", 100)
     with pytest.raises(ConfigError, match=r"big\.toml: config is \d+ bytes, over the 100-byte limit"):
         load_config(path)
+
+
+def test_a_config_over_the_limit_is_refused_before_it_is_read(tmp_path):
+    from zoo_builder.config import MAX_CONFIG_BYTES as limit
+
+    path = tmp_path / "huge.toml"
+    with open(path, "wb") as f:
+        f.truncate(limit + 10)  # sparse: its size is known without reading it
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value) == f"{path}: config is {limit + 10} bytes, over the {limit}-byte limit"
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_a_device_is_not_read_as_a_config(tmp_path):
+    """/dev/zero reports size 0 and never ends: an unbounded read would exhaust memory."""
+    with pytest.raises(ConfigError, match="^/dev/zero: not a regular file; expected a config file"):
+        load_config("/dev/zero")
+    link = tmp_path / "zero.toml"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(ConfigError, match=r"zero\.toml: not a regular file"):
+        load_config(link)
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    path = tmp_path / "pipe.toml"
+    os.mkfifo(path)
+    with pytest.raises(ConfigError, match=r"pipe\.toml: not a regular file"):
+        load_config(path)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="needs Linux /proc")
+def test_read_bounded_stops_at_the_limit_whatever_size_the_file_reports():
+    """/proc files are regular but report size 0: the read itself is what is bounded."""
+    path = Path("/proc/self/maps")
+    assert path.stat().st_size == 0 and len(path.read_bytes()) > 20
+    with pytest.raises(ValueError, match=r"^/proc/self/maps: config is over the 20-byte limit"):
+        read_bounded(path, 20, "config")
+    assert len(read_bounded(path, 1 << 20, "config")) > 20
 
 
 def test_unknown_preset():

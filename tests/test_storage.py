@@ -29,6 +29,7 @@ from zoo_builder.storage import (
     load_zoo,
     tensor_name,
     verify_zoo,
+    weights_fingerprint,
 )
 
 _apply = jax.jit(apply, static_argnums=0)
@@ -298,6 +299,15 @@ def test_a_tampered_checksum_is_reported(zoo_copy):
     rel = sorted(k for k in manifest["files"] if k.startswith(WEIGHTS_DIR))[0]
     manifest["files"][rel] = "0" * 64
     (zoo_copy / MANIFEST).write_text(json.dumps(manifest))
+    # The weights fingerprint hashes the checksums, so the manifest no longer agrees with itself.
+    problem = ("the weight files' checksums do not hash to weights_fingerprint; "
+               "the file is corrupted or edited")
+    assert verify_zoo(zoo_copy) == [f"{zoo_copy / MANIFEST}: {problem}"]
+    with pytest.raises(ZooError, match=problem):
+        load_zoo(zoo_copy)
+    # Tampered together, the manifest is consistent again: the file's own checksum gives it away.
+    manifest["weights_fingerprint"] = weights_fingerprint(manifest["files"])
+    (zoo_copy / MANIFEST).write_text(json.dumps(manifest))
     assert verify_zoo(zoo_copy) == [f"{zoo_copy / rel}: checksum mismatch (corrupted or modified)"]
 
 
@@ -309,14 +319,8 @@ def _flip_bit_in(key: str, offset: int):
     return mutate
 
 
-WEIGHTS_FINGERPRINT_GAP = pytest.mark.xfail(strict=True, reason=(
-    "read_manifest does not recompute weights_fingerprint from files: test_no_pickle._rehash edits "
-    "a file checksum without it and expects the zoo to verify (issue #7, reported)"))
-
-
 @pytest.mark.parametrize(("mutate", "problem"), [
-    pytest.param(_flip_bit_in("weights_fingerprint", 5), "weights_fingerprint",
-                 marks=WEIGHTS_FINGERPRINT_GAP),
+    (_flip_bit_in("weights_fingerprint", 5), "do not hash to weights_fingerprint"),
     (_flip_bit_in("config_fingerprint", 5), "config does not hash to config_fingerprint"),
     (lambda text: text.replace('"num_classes": 10', '"num_classes": 11'), "config does not hash"),
     (lambda text: text.replace('"epochs": 2', '"epochs": 3'), "config does not hash"),
@@ -331,6 +335,16 @@ def test_a_flipped_identity_in_the_manifest_is_reported(zoo_copy, mutate, proble
     assert len(problems) == 1 and problems[0].startswith(f"{path}: ") and problem in problems[0]
     with pytest.raises(ZooError, match=problem):
         load_zoo(zoo_copy)
+
+
+def test_an_oversized_manifest_is_refused_before_it_is_read(zoo_copy):
+    from zoo_builder.storage import MAX_MANIFEST_BYTES
+
+    path = zoo_copy / MANIFEST
+    with open(path, "r+b") as f:
+        f.truncate(MAX_MANIFEST_BYTES + 10)  # sparse
+    assert verify_zoo(zoo_copy) == [
+        f"{path}: zoo manifest is {MAX_MANIFEST_BYTES + 10} bytes, over the {MAX_MANIFEST_BYTES}-byte limit"]
 
 
 def test_missing_zoo_is_reported(tmp_path):

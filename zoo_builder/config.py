@@ -14,6 +14,8 @@ import hashlib
 import importlib.resources
 import json
 import math
+import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,6 +41,31 @@ MAX_CONFIG_BYTES = 1 << 20
 
 class ConfigError(ValueError):
     """A zoo config is invalid; the message names the file, the field and what was expected."""
+
+
+def read_bounded(path: Path, max_bytes: int, what: str = "file") -> bytes:
+    """The bytes of the regular file `path`, refused when over `max_bytes`.
+
+    At most ``max_bytes + 1`` bytes are ever read, whatever size the file reports,
+    so a device (``/dev/zero``) or a file growing under us cannot exhaust memory.
+    The file is opened non-blocking, so a FIFO with no writer is refused, not waited on.
+    (`leaderboard.submission` has its own: it reports problems in a submission's terms.)
+
+    Raises:
+      ValueError: not a regular file, or over the limit; names the file, `what` and the limit.
+      OSError: the file cannot be opened or read.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path}: not a regular file; expected a {what} file")
+        if info.st_size > max_bytes:
+            raise ValueError(f"{path}: {what} is {info.st_size} bytes, over the {max_bytes}-byte limit")
+        raw = f.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise ValueError(f"{path}: {what} is over the {max_bytes}-byte limit (it grew while read)")
+    return raw
 
 
 @dataclasses.dataclass(frozen=True)
@@ -424,13 +451,13 @@ def load_config(path: str | Path) -> ZooConfig:
     """Read and validate a zoo config TOML file."""
     path = Path(path)
     try:
-        size = path.stat().st_size
+        raw = read_bounded(path, MAX_CONFIG_BYTES, "config")
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read config: {e.strerror}") from e
-    if size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: config is {size} bytes, over the {MAX_CONFIG_BYTES}-byte limit")
+        raise ConfigError(f"{path}: cannot read config: {e.strerror or e}") from e
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        doc = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
     return config_from_dict(doc, source=str(path))

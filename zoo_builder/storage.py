@@ -31,6 +31,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from zoo_builder.architecture import ArchSpec
+from zoo_builder.config import read_bounded
 
 FORMAT = "zoobench-zoo"
 FORMAT_VERSION = 1
@@ -114,10 +115,14 @@ def read_manifest(root: Path) -> dict:
     path = Path(root) / MANIFEST
     if not path.is_file():
         raise ZooError(f"{path}: missing; {root} is not a complete zoo (an unfinished build? run it again)")
-    if path.stat().st_size > MAX_MANIFEST_BYTES:
-        raise ZooError(f"{path}: larger than {MAX_MANIFEST_BYTES} bytes; not a zoo manifest")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        raw = read_bounded(path, MAX_MANIFEST_BYTES, "zoo manifest")
+    except OSError as e:
+        raise ZooError(f"{path}: cannot be read ({e.strerror or e})") from e
+    except ValueError as e:
+        raise ZooError(str(e)) from None
+    try:
+        doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ZooError(f"{path}: not valid JSON ({e}); the file is corrupted") from e
     if not isinstance(doc, dict):
@@ -137,7 +142,17 @@ def read_manifest(root: Path) -> dict:
     # architectures, input shape and epochs every reader takes from it) is never used.
     if doc.get("config_fingerprint") != json_sha256(doc.get("config")):
         raise ZooError(f"{path}: config does not hash to config_fingerprint; the file is corrupted or edited")
+    # Likewise the weights fingerprint, which splits and submissions use to name these networks.
+    if doc.get("weights_fingerprint") != weights_fingerprint(files):
+        raise ZooError(f"{path}: the weight files' checksums do not hash to weights_fingerprint; "
+                       "the file is corrupted or edited")
     return doc
+
+
+def weights_fingerprint(files: dict[str, str]) -> str:
+    """sha256 over the sorted (name, sha256) of the weight files: identifies a zoo's networks."""
+    blob = json.dumps(sorted((k, v) for k, v in files.items() if k.startswith(WEIGHTS_DIR)))
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def json_sha256(doc) -> str:
