@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import importlib.metadata
 import json
 import shutil
@@ -156,10 +155,7 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def weights_fingerprint(files: dict[str, str]) -> str:
-    """sha256 over the sorted (name, sha256) of the weight files: identifies a zoo's networks."""
-    blob = json.dumps(sorted((k, v) for k, v in files.items() if k.startswith(storage.WEIGHTS_DIR)))
-    return hashlib.sha256(blob.encode()).hexdigest()
+weights_fingerprint = storage.weights_fingerprint  # kept importable from here
 
 
 def zoo_files(root: Path) -> dict[str, str]:
