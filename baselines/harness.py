@@ -347,7 +347,10 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, task, seed: int = 0) -> 
     input_scale = InputScale.fit(parts["train"]) if train_cfg.scale_inputs else None
     if input_scale is not None:
         parts = {name: [input_scale(g) for g in gs] for name, gs in parts.items()}
-    buckets = size_buckets([g for gs in parts.values() for g in gs], per_device(train_cfg.batch_size, n_dev),
+    # Buckets from the distinct graph sizes: every split of a zoo partitions the same networks, so
+    # every split (and task) gets the same budgets and shares compiled programs (compile cache).
+    distinct = {(int(g.n_node[0]), int(g.n_edge[0])): g for gs in parts.values() for g in gs}
+    buckets = size_buckets(list(distinct.values()), per_device(train_cfg.batch_size, n_dev),
                            train_cfg.num_buckets)
     assigned = {name: buckets.assign(gs) for name, gs in parts.items()}
     y_train, y_val = part_targets(model_cfg, task.train), part_targets(model_cfg, task.val)

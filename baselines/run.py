@@ -50,9 +50,9 @@ PROFILES: dict[str, dict[str, MethodSettings]] = {
     "fast": {
         "ng-gnn": MethodSettings(harness.TrainConfig(batch_size=32, epochs=2, patience=2, learning_rate=3e-3,
                                                      num_buckets=2, progress=False), (("hidden", 16),)),
-        "flat-mlp": MethodSettings(harness.TrainConfig(batch_size=32, epochs=20, patience=6, progress=False)),
-        "statnn": MethodSettings(harness.TrainConfig(batch_size=32, epochs=20, patience=6, progress=False)),
-        "cnn-matrices": MethodSettings(harness.TrainConfig(batch_size=32, epochs=10, patience=4,
+        "flat-mlp": MethodSettings(harness.TrainConfig(batch_size=32, epochs=12, patience=4, progress=False)),
+        "statnn": MethodSettings(harness.TrainConfig(batch_size=32, epochs=12, patience=4, progress=False)),
+        "cnn-matrices": MethodSettings(harness.TrainConfig(batch_size=32, epochs=6, patience=3,
                                                            progress=False), (("hidden", 16),)),
         "statnn-gbt": MethodSettings(model=(("max_iter", 100),)),
     },
@@ -162,7 +162,9 @@ def score_into(path, zoo, db) -> int:
 
 def cmd_baselines_run(args) -> int:
     from benchmark import TaskUnavailable  # noqa: PLC0415
+    from zoo_builder.cli import enable_compile_cache  # noqa: PLC0415
 
+    enable_compile_cache()
     tasks = TASKS if args.task == "all" else (args.task,)
     methods = METHODS if args.method == "all" else (args.method,)
     written, skipped = [], []

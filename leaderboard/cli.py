@@ -20,8 +20,10 @@ def cmd_score(args) -> int:
     from leaderboard.score import score_submission  # noqa: PLC0415
     from leaderboard.store import add_result, connect  # noqa: PLC0415
     from leaderboard.submission import SubmissionError  # noqa: PLC0415
+    from zoo_builder.cli import enable_compile_cache  # noqa: PLC0415
     from zoo_builder.storage import load_zoo  # noqa: PLC0415
 
+    enable_compile_cache()  # merging is scored by jitted forward passes
     zoo = load_zoo(args.zoo)
     tasks: dict = {}
     results, lines = [], []

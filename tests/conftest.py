@@ -26,7 +26,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # One cache for this process, the subprocesses it starts and in-process CLI calls
-# (cli._enable_compile_cache reads ZOOBENCH_COMPILE_CACHE and must not switch the
+# (cli.enable_compile_cache reads ZOOBENCH_COMPILE_CACHE and must not switch the
 # directory mid-session). Override with ZOOBENCH_TEST_COMPILE_CACHE.
 COMPILE_CACHE = Path(
     os.environ.get("ZOOBENCH_TEST_COMPILE_CACHE", REPO_ROOT / ".pytest_cache" / "zoobench-xla")

@@ -17,8 +17,9 @@ from zoo_builder.devices import use_every_cpu_core
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
-def _enable_compile_cache() -> None:
-    """Reuse XLA compilations across runs (a zoo rebuild, a resumed build, the tests)."""
+def enable_compile_cache() -> None:
+    """Reuse XLA compilations across runs (a zoo rebuild, a resumed build, the tests) and across
+    the baselines' tasks and splits, whose programs are often identical."""
     import jax  # noqa: PLC0415
 
     cache = os.environ.get("ZOOBENCH_COMPILE_CACHE", str(Path.home() / ".cache" / "zoobench" / "xla"))
@@ -97,7 +98,7 @@ def cmd_zoo_build(args) -> int:
     cluster = _cluster(args)
     cfg = load_config(args.config) if args.config else load_preset(args.preset)
     out = Path(args.out) if args.out else Path("zoos") / cfg.name
-    _enable_compile_cache()
+    enable_compile_cache()
     if cluster is None:
         report = build_zoo(cfg, out, shard=args.shard, progress=not args.no_progress)
     else:

@@ -298,6 +298,9 @@ def reproduce(preset: str = "small", out: str | Path = "results", seeds: int = 1
 
 
 def cmd_reproduce(args) -> int:
+    from zoo_builder.cli import enable_compile_cache  # noqa: PLC0415
+
+    enable_compile_cache()
     record = reproduce(args.preset, args.out, args.seeds, args.zoo, progress=not args.no_progress)
     if args.json:
         json.dump({k: v for k, v in record.items() if k != "markdown"}, sys.stdout, indent=2, sort_keys=True)
