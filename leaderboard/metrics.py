@@ -55,18 +55,6 @@ def r2(y, y_pred) -> float:
     return float(r2_score(np.asarray(y, np.float64), np.asarray(y_pred, np.float64)))
 
 
-def fast_kendall_tau(y, y_pred) -> float:
-    """τ-b from sign matrices, equal to `kendall_tau` (checked in the tests); quick for bootstrap resamples.
-
-    ``τ_b = Σ sign(Δy)·sign(Δŷ) / sqrt(#{Δy ≠ 0} · #{Δŷ ≠ 0})`` over ordered pairs.
-    """
-    y, y_pred = np.asarray(y, np.float64), np.asarray(y_pred, np.float64)
-    sy = np.sign(y[:, None] - y[None, :])
-    sp = np.sign(y_pred[:, None] - y_pred[None, :])
-    denom = np.sqrt(float(np.count_nonzero(sy)) * float(np.count_nonzero(sp)))
-    return float(np.sum(sy * sp) / denom) if denom > 0 else 0.0
-
-
 def fast_r2(y, y_pred) -> float:
     """`r2` without sklearn's overhead (same edge cases), for bootstrap resamples."""
     y, y_pred = np.asarray(y, np.float64), np.asarray(y_pred, np.float64)
