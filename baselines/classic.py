@@ -165,27 +165,7 @@ def _padded(x: np.ndarray, targets: dict, idx: np.ndarray, size: int):
 
 
 def _steps(model: ArrayNet, tx, scale: dict, mesh):
-    data, repl = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-
-    def loss_fn(params, scale, x, targets, mask):
-        loss = harness.per_graph_loss(model.config, model.apply(params, x), targets, scale)
-        return jnp.sum(loss * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-
-    def train_step(state, scale, x, targets, mask):
-        TRACES["train"] += 1
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, scale, x, targets, mask)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        return harness.State(optax.apply_updates(state.params, updates), opt_state), loss
-
-    def eval_step(params, x):
-        TRACES["eval"] += 1
-        return model.apply(params, x)
-
-    jitted = jax.jit(train_step, in_shardings=(repl, repl, data, data, data), out_shardings=(repl, repl),
-                     donate_argnums=0)
-    consts = harness.scale_arrays(scale)  # arguments, not constants: one program for every split
-    train = lambda state, x, targets, mask: jitted(state, consts, x, targets, mask)  # noqa: E731
-    return train, jax.jit(eval_step, in_shardings=(repl, data), out_shardings=data)
+    return harness.jitted_steps(model.apply, model.config, tx, scale, mesh, TRACES)
 
 
 def _batch_size(train_cfg: harness.TrainConfig, n_dev: int) -> int:

@@ -231,32 +231,41 @@ def scale_arrays(scale: dict) -> dict:
     return {name: tuple(np.float32(v) for v in pair) for name, pair in scale.items()}
 
 
-def make_steps(model: NeuralGraphNet, tx, scale: dict, mesh: Mesh):
-    """Jitted train and eval steps over device-stacked batches."""
-    cfg = model.config
+def jitted_steps(forward, cfg, tx, scale: dict, mesh: Mesh, traces: dict):
+    """Jitted ``train(state, inputs, targets, mask)`` and ``evaluate(params, inputs)``, batch-sharded.
+
+    Shared by every neural method: `forward(params, inputs)` gives the heads' outputs,
+    `cfg` (``kind``, ``outputs``) the loss, `traces` counts compilations. The loss is
+    the mean over the real items (mask 1) of `per_graph_loss`.
+    """
     data = NamedSharding(mesh, P("data"))
     repl = NamedSharding(mesh, P())
 
-    def loss_fn(params, scale, graph, targets, mask):
-        out = jax.vmap(lambda g: model.apply(params, g))(graph)
-        loss = per_graph_loss(cfg, out, targets, scale)
+    def loss_fn(params, scale, inputs, targets, mask):
+        loss = per_graph_loss(cfg, forward(params, inputs), targets, scale)
         return jnp.sum(loss * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
-    def train_step(state: State, scale, graph, targets, mask):
-        TRACES["train"] += 1
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, scale, graph, targets, mask)
+    def train_step(state: State, scale, inputs, targets, mask):
+        traces["train"] += 1
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, scale, inputs, targets, mask)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         return State(optax.apply_updates(state.params, updates), opt_state), loss
 
-    def eval_step(params, graph):
-        TRACES["eval"] += 1
-        return jax.vmap(lambda g: model.apply(params, g))(graph)
+    def eval_step(params, inputs):
+        traces["eval"] += 1
+        return forward(params, inputs)
 
     jitted = jax.jit(train_step, in_shardings=(repl, repl, data, data, data), out_shardings=(repl, repl),
                      donate_argnums=0)
     consts = scale_arrays(scale)
     evaluate = jax.jit(eval_step, in_shardings=(repl, data), out_shardings=data)
-    return (lambda state, graph, targets, mask: jitted(state, consts, graph, targets, mask)), evaluate
+    return (lambda state, inputs, targets, mask: jitted(state, consts, inputs, targets, mask)), evaluate
+
+
+def make_steps(model: NeuralGraphNet, tx, scale: dict, mesh: Mesh):
+    """ng-gnn's jitted train and eval steps over device-stacked batches (one model apply per share)."""
+    forward = lambda params, graph: jax.vmap(lambda g: model.apply(params, g))(graph)  # noqa: E731
+    return jitted_steps(forward, model.config, tx, scale, mesh, TRACES)
 
 
 def run_eval(evaluate, params, graphs, cfg: TrainConfig, n_dev: int, buckets: SizeBuckets,

@@ -33,7 +33,8 @@ import pandas as pd
 
 from zoo_builder import storage
 from zoo_builder.architecture import ACTIVATION_NAMES, KERNEL_SIZE
-from zoo_builder.build import library_versions, weights_fingerprint, zoo_files
+from zoo_builder.build import library_versions, zoo_files
+from zoo_builder.storage import weights_fingerprint
 
 SOURCE_KIND = "smallcnnzoo"
 WEIGHTS_NPY = "weights.npy"

@@ -142,9 +142,14 @@ def add_result(conn: sqlite3.Connection, result: dict) -> tuple[int, bool]:
                            "ON CONFLICT (sha256, zoo_fingerprint) DO NOTHING", row)
         if cur.rowcount == 1:
             return int(cur.lastrowid), True
-        existing = conn.execute("SELECT id FROM submissions WHERE sha256 = ? AND zoo_fingerprint = ?",
-                                (row["sha256"], row["zoo_fingerprint"])).fetchone()
-        return int(existing[0]), False
+        return find_result(conn, row["sha256"], row["zoo_fingerprint"]), False
+
+
+def find_result(conn: sqlite3.Connection, sha256: str, zoo_fingerprint: str) -> int | None:
+    """Row id of the file with `sha256` scored on the zoo `zoo_fingerprint`, None if not stored."""
+    found = conn.execute("SELECT id FROM submissions WHERE sha256 = ? AND zoo_fingerprint = ?",
+                         (sha256, zoo_fingerprint)).fetchone()
+    return None if found is None else int(found[0])
 
 
 def entries(conn: sqlite3.Connection, task: str | None = None, split: str | None = None) -> list[dict]:

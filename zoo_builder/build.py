@@ -155,9 +155,6 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-weights_fingerprint = storage.weights_fingerprint  # kept importable from here
-
-
 def zoo_files(root: Path) -> dict[str, str]:
     """sha256 of a zoo's weight files and table, keyed by relative path: the manifest's `files`."""
     files = {}
@@ -189,7 +186,7 @@ def _finalize(root: Path, cfg: ZooConfig, datasets: dict[str, dict], table: pd.D
         "num_networks": int(table["network_id"].nunique()),
         "shard": None if shard is None else {"index": shard[0], "count": shard[1]},
         "files": files,
-        "weights_fingerprint": weights_fingerprint(files),
+        "weights_fingerprint": storage.weights_fingerprint(files),
         "library_versions": library_versions(),
         "build": build_info,
     }

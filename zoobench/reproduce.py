@@ -156,7 +156,7 @@ def stage_score(jobs: list[Job], tasks: dict, zoo, sub_dir: Path, db: Path, prog
     from tqdm.auto import tqdm  # noqa: PLC0415
 
     from leaderboard.score import file_sha256, score_submission  # noqa: PLC0415
-    from leaderboard.store import add_result, connect  # noqa: PLC0415
+    from leaderboard.store import add_result, connect, find_result  # noqa: PLC0415
     from leaderboard.submission import SubmissionError  # noqa: PLC0415
 
     paths = [sub_dir / j.name for j in jobs if (sub_dir / j.name).is_file()]
@@ -164,10 +164,9 @@ def stage_score(jobs: list[Job], tasks: dict, zoo, sub_dir: Path, db: Path, prog
     conn = connect(db)
     try:
         for path in tqdm(paths, desc="score", unit="file", disable=not progress, file=sys.stderr):
-            stored = conn.execute("SELECT id FROM submissions WHERE sha256 = ? AND zoo_fingerprint = ?",
-                                  (file_sha256(path), zoo.weights_fingerprint)).fetchone()
-            if stored:
-                record[path.name] = {"skipped": True, "id": int(stored[0])}
+            stored = find_result(conn, file_sha256(path), zoo.weights_fingerprint)
+            if stored is not None:
+                record[path.name] = {"skipped": True, "id": stored}
                 continue
             t0 = time.perf_counter()
             try:
