@@ -16,7 +16,10 @@ $(STAMP): pyproject.toml
 reproduce: $(STAMP)
 	$(BIN)/zoobench reproduce --preset small --out results
 
+# Lint first: a wrong-way import (docs/architecture.md) fails the tests before they run.
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -7,7 +7,7 @@
 * `baselines.harness`: the shared training harness: `fit(model_cfg, train_cfg,
   task, seed) -> (trained, history)` (one padding budget per task, so one
   compilation; batch sharded over all local devices; model selection on the
-  validation part only) and `predict(trained, part)` in the leaderboard's format.
+  validation part only) and `predict(trained, part)` in the submission format.
 * `baselines.ng_gnn_merging`: merging by Hungarian matching of ng-gnn's
   equivariant hidden-node embeddings.
 * `baselines.classic`: the classic reference methods on the array views:
@@ -17,5 +17,6 @@
 * `baselines.weight_matching`: merging baselines `naive` (identity) and
   `weight-matching` (Git Re-Basin coordinate descent over `permutation_spec`).
 * `baselines.run`: `run(zoo, task, method, split, seeds, out_dir)` writes one
-  leaderboard submission per seed; CLI ``zoobench baselines run``.
+  submission per seed (`benchmark.submission`); the command ``zoobench baselines run``
+  (`zoobench.baselines_command`) calls it. baselines never imports the leaderboard.
 """

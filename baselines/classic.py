@@ -31,6 +31,7 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
 from baselines import harness
@@ -284,8 +285,6 @@ def gbt_config_for(task, **overrides) -> GBTConfig:
 
 
 def _gbt(cfg: GBTConfig, max_iter: int, seed: int):
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor  # noqa: PLC0415
-
     kw = dict(max_iter=max_iter, learning_rate=cfg.learning_rate, max_leaf_nodes=cfg.max_leaf_nodes,
               min_samples_leaf=cfg.min_samples_leaf, early_stopping=False, random_state=seed)
     cls = HistGradientBoostingRegressor if cfg.kind == "regression" else HistGradientBoostingClassifier

@@ -27,10 +27,11 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-from scipy import stats
 from tqdm.auto import tqdm
 
 from baselines.ng_gnn import ModelConfig, NeuralGraphNet
+from benchmark import submission as benchmark_submission
+from benchmark.metrics import accuracy, kendall_tau
 from benchmark.neural_graph import Budget, SizeBuckets, pad_batch, size_buckets
 
 # Python-side trace counters: incremented only when jax traces (compiles) a step.
@@ -286,19 +287,14 @@ def run_eval(evaluate, params, graphs, cfg: TrainConfig, n_dev: int, buckets: Si
 # --------------------------------------------------------------------------- metrics
 
 
-def kendall(y, yhat) -> float:
-    tau = stats.kendalltau(y, yhat).statistic
-    return 0.0 if not np.isfinite(tau) else float(tau)
-
-
 def val_metric(cfg: ModelConfig, out: dict, targets: dict) -> float:
     """Higher is better: mean Kendall τ (regression) or mean accuracy (classification, retrieval)."""
     values = []
     for name, _ in cfg.outputs:
         if cfg.kind == "regression":
-            values.append(kendall(targets[name], out[name][:, 0]))
+            values.append(kendall_tau(targets[name], out[name][:, 0]))
         else:
-            values.append(float(np.mean(np.argmax(out[name], -1) == targets[name])))
+            values.append(accuracy(targets[name], np.argmax(out[name], -1)))
     return float(np.mean(values))
 
 
@@ -438,11 +434,10 @@ def format_predictions(cfg, classes: dict, out: dict[str, np.ndarray], part) -> 
 
 def write_submission(trained: Trained, task, path, *, method: str = "ng-gnn", version: str = "0",
                      description: str = ""):
-    """Predict `task.test` and write a leaderboard submission (validated by the leaderboard)."""
-    from leaderboard.submission import write_submission as write  # noqa: PLC0415 (optional dependency)
-
-    return write(path, task=task, method=method, version=version, description=description,
-                 predictions=predict(trained, task.test))
+    """Predict `task.test` and write a submission (`benchmark.submission`, validated against the task)."""
+    return benchmark_submission.write_submission(
+        path, task=task, method=method, version=version, description=description,
+        predictions=predict(trained, task.test))
 
 
 def node_embeddings(trained: Trained, graph: jraph.GraphsTuple) -> np.ndarray:

@@ -2,8 +2,8 @@
 
 `run(zoo, task_name, method, split, seeds, out_dir)` trains `method` once per seed
 on the task's train part (model selection on val), predicts its test part and
-writes one submission per seed with `leaderboard.submission.write_submission`.
-The CLI is ``zoobench baselines run`` (`add_commands`).
+writes one submission per seed with `benchmark.submission.write_submission`.
+The command ``zoobench baselines run`` (`zoobench.baselines_command`) calls it.
 
 The merging task has its own methods: ``naive`` (identity permutations),
 ``weight-matching`` (Git Re-Basin, `baselines.weight_matching`) and ``ng-gnn``
@@ -15,17 +15,16 @@ sense). `PROFILES` holds the hyper-parameters of each method per profile.
 from __future__ import annotations
 
 import dataclasses
-import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from baselines import classic, harness, ng_gnn_merging, weight_matching
+from benchmark.submission import write_submission
+from benchmark.tasks import TASKS, load_task
 
 PREDICTION_METHODS = (*classic.METHODS, "ng-gnn")
 MERGING_METHODS = (*weight_matching.MERGING_METHODS, "ng-gnn")
 METHODS = (*PREDICTION_METHODS, *weight_matching.MERGING_METHODS)
-TASKS = ("generalization", "classification", "retrieval", "merging")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,9 +125,6 @@ def run(zoo, task_name: str, method: str, split: str = "id", seeds: Sequence[int
 
     `settings` (default: the `profile`'s for `method`) says how the method is trained.
     """
-    from benchmark import load_task  # noqa: PLC0415
-    from leaderboard.submission import write_submission  # noqa: PLC0415
-
     if method not in (*PREDICTION_METHODS, *MERGING_METHODS):
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if task_name not in TASKS:
@@ -146,71 +142,3 @@ def run(zoo, task_name: str, method: str, split: str = "id", seeds: Sequence[int
                                       description=f"zoobench reference baseline {method} ({profile} profile)",
                                       predictions=preds, seed=int(seed)))
     return paths
-
-
-def score_into(path, zoo, db) -> int:
-    """Score a written submission into the leaderboard database `db`; returns its row id."""
-    from leaderboard.score import score_submission  # noqa: PLC0415
-    from leaderboard.store import add_result, connect  # noqa: PLC0415
-
-    conn = connect(db)
-    try:
-        return add_result(conn, score_submission(path, zoo))[0]
-    finally:
-        conn.close()
-
-
-def cmd_baselines_run(args) -> int:
-    from benchmark import TaskUnavailable  # noqa: PLC0415
-    from zoo_builder.cli import enable_compile_cache  # noqa: PLC0415
-
-    enable_compile_cache()
-    tasks = TASKS if args.task == "all" else (args.task,)
-    methods = METHODS if args.method == "all" else (args.method,)
-    written, skipped = [], []
-    for t in tasks:
-        for m in methods:
-            if not applies(t, m):
-                if args.task != "all" and args.method != "all":
-                    raise ValueError(f"method {m!r} does not handle the {t!r} task")
-                continue
-            try:
-                paths = run(args.zoo, t, m, args.split, tuple(range(args.seeds)), args.out,
-                            profile=args.profile)
-            except TaskUnavailable as e:
-                if args.task != "all":
-                    raise
-                skipped.append({"task": t, "method": m, "reason": str(e)})
-                break
-            written += [{"task": t, "method": m, "path": str(p)} for p in paths]
-    if args.db:
-        for w in written:
-            w["stored_as"] = score_into(w["path"], args.zoo, args.db)
-    if args.json:
-        json.dump({"written": written, "skipped": skipped}, sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        for w in written:
-            stored = f"  (leaderboard #{w['stored_as']})" if "stored_as" in w else ""
-            print(f"{w['task']:15s} {w['method']:13s} {w['path']}{stored}")
-        for s in skipped:
-            print(f"{s['task']:15s} skipped: {s['reason']}")
-    return 0
-
-
-def add_commands(sub) -> None:
-    """Add ``baselines run`` to the ``zoobench`` parser's subcommands."""
-    b = sub.add_parser("baselines", help="run reference methods and write leaderboard submissions")
-    bsub = b.add_subparsers(dest="baselines_command", required=True)
-    r = bsub.add_parser("run", help="train a method on a task (one submission per seed)")
-    r.add_argument("--zoo", required=True, help="zoo directory")
-    r.add_argument("--task", required=True, choices=[*TASKS, "all"])
-    r.add_argument("--method", required=True, choices=[*METHODS, "all"])
-    r.add_argument("--split", default="id", choices=["id", "ood-width", "ood-task"])
-    r.add_argument("--seeds", type=int, default=1, help="number of seeds: 0..N-1 (default 1)")
-    r.add_argument("--out", required=True, help="directory for the submissions")
-    r.add_argument("--profile", default="full", choices=list(PROFILES),
-                   help="hyper-parameter profile (default: full; docs/baselines.md)")
-    r.add_argument("--db", help="also score every submission into this leaderboard database")
-    r.add_argument("--json", action="store_true", help="print one JSON document")
-    r.set_defaults(func=cmd_baselines_run)

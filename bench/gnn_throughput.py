@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from zoo_builder.devices import use_every_cpu_core  # noqa: E402
+from zoobench.runtime import use_every_cpu_core  # noqa: E402
 
 use_every_cpu_core()
 

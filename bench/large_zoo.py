@@ -145,7 +145,7 @@ def main() -> None:
     manifest = write_zoo(root, args.n, args.chunk)
     write_s = time.perf_counter() - t0
     size_mb = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 2**20
-    zoobench = [sys.executable, "-m", "zoo_builder.cli"]
+    zoobench = [sys.executable, "-m", "zoobench.cli"]
     runs = {
         "zoo info": isolated([*zoobench, "zoo", "info", str(root)]),
         "load_task generalization (first: makes split)": isolated([sys.executable, "-c", CHILD, str(root)]),

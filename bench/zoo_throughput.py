@@ -64,7 +64,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-from zoo_builder.devices import use_every_cpu_core  # noqa: E402
+from zoobench.runtime import use_every_cpu_core  # noqa: E402
 
 use_every_cpu_core()  # as the zoobench command does: (a) shards its populations over them
 

@@ -1,4 +1,5 @@
-"""benchmark: fixed tasks over a zoo (splits, symmetry twins, targets) and the views methods read.
+"""benchmark: fixed tasks over a zoo (splits, symmetry twins, targets), the views methods read,
+the tasks' metrics and the submission format methods write and the scorer reads.
 
 The names below are imported on first use, so importing one submodule (e.g.
 ``benchmark.views``) does not import the others. docs/tasks.md is the contract.

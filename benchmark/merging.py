@@ -35,7 +35,7 @@ from zoo_builder.architecture import (
     forward,
 )
 from zoo_builder.datasets import load_dataset
-from zoo_builder.permutation import apply_permutation, permutation_spec
+from zoo_builder.permutation import apply_permutation, permutation_problems, permutation_spec
 
 # lambda_k = k / 10, k = 0..10: the endpoints and the midpoint are on the grid.
 DEFAULT_LAMBDAS = np.linspace(0.0, 1.0, 11)
@@ -153,16 +153,8 @@ def pair_scores(curve: Mapping) -> dict:
 
 def check_permutations(sizes: Mapping[str, int], perms: Mapping, where: str = "permutations") -> None:
     """Raise ValueError unless `perms` holds, for every name in `sizes`, a permutation of range(size)."""
-    if not isinstance(perms, Mapping):
-        raise ValueError(f"{where}: expected a mapping P_i -> permutation, got {type(perms).__name__}")
-    if set(perms) != set(sizes):
-        raise ValueError(f"{where}: expected permutations {sorted(sizes)}, got {sorted(perms)}")
-    for name, size in sizes.items():
-        p = np.asarray(perms[name])
-        if p.shape != (size,) or not np.issubdtype(p.dtype, np.integer) or not np.array_equal(
-                np.sort(p), np.arange(size)):
-            raise ValueError(
-                f"{where}: {name} must be a permutation of 0..{size - 1} (integers), got {p.tolist()}")
+    if problems := permutation_problems(sizes, perms, where):
+        raise ValueError("; ".join(problems))
 
 
 def align(arch: ArchSpec, params_b, perms: Mapping[str, np.ndarray]):

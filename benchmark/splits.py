@@ -26,8 +26,8 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.twins import Twin, derive_hex, pick_twins, twin_id, twin_seed
-from zoo_builder.config import read_bounded
-from zoo_builder.storage import Zoo, load_zoo, write_json
+from zoo_builder.files import read_bounded, write_json
+from zoo_builder.storage import Zoo, load_zoo
 
 FORMAT = "zoobench-split"
 FORMAT_VERSION = 1

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from benchmark import neural_graph, views
 from benchmark.splits import SPLITS, Split, SplitUnavailable, as_zoo, get_split
 from benchmark.twins import (
     Twin,
@@ -164,7 +165,6 @@ class TaskPart:
 
 def _compute_view(kind: str, networks, options: dict):
     # Imported here: the views pull in jraph, which tasks do not otherwise need.
-    from benchmark import neural_graph, views  # noqa: PLC0415
 
     params = [p for p, _ in networks]
     if kind == "flat":

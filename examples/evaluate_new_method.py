@@ -14,7 +14,7 @@ from sklearn.linear_model import Ridge
 from sklearn.preprocessing import StandardScaler
 
 from benchmark import load_task
-from leaderboard.submission import write_submission
+from benchmark.submission import write_submission
 
 TARGETS = ("test_acc", "gen_gap")  # what the generalization task asks for
 

@@ -1,5 +1,7 @@
-"""The zoobench leaderboard: submission format, validation, scoring with intervals, SQLite store.
+"""The zoobench leaderboard: scoring submissions with intervals and symmetry consistency, the SQLite
+store, and the tables, page and plots papers report.
 
-docs/submission.md is the contract; `leaderboard.submission.write_submission`
-is what a method calls, `zoobench leaderboard score|show` what a maintainer runs.
+It reads the submission format that `benchmark.submission` defines (methods write it
+with `benchmark.submission.write_submission`); `zoobench leaderboard score|show|html`
+is what a maintainer runs. It never imports `baselines`.
 """

@@ -1,7 +1,7 @@
 """`zoobench leaderboard score|show|html`: score submission files into the database, print the tables.
 
-Registered by `zoo_builder.cli.build_parser`. The database defaults to
-``leaderboard.sqlite`` in the current directory (``--db`` to choose another).
+Registered by `zoobench.cli.build_parser`, which sets up JAX (`zoobench.runtime`) before they run.
+The database defaults to ``leaderboard.sqlite`` in the current directory (``--db`` to choose another).
 """
 
 from __future__ import annotations
@@ -11,19 +11,17 @@ import json
 import sys
 from pathlib import Path
 
-from leaderboard.store import DEFAULT_DB
+from benchmark.submission import SubmissionError
+from leaderboard.html import prediction_details, render_site
+from leaderboard.score import score_submission
+from leaderboard.store import DEFAULT_DB, add_result, connect, entries
+from leaderboard.table import render
+from zoo_builder.storage import load_zoo
 
 EXIT_OK, EXIT_ERROR = 0, 1
 
 
 def cmd_score(args) -> int:
-    from leaderboard.score import score_submission  # noqa: PLC0415
-    from leaderboard.store import add_result, connect  # noqa: PLC0415
-    from leaderboard.submission import SubmissionError  # noqa: PLC0415
-    from zoo_builder.cli import enable_compile_cache  # noqa: PLC0415
-    from zoo_builder.storage import load_zoo  # noqa: PLC0415
-
-    enable_compile_cache()  # merging is scored by jitted forward passes
     zoo = load_zoo(args.zoo)
     tasks: dict = {}
     results, lines = [], []
@@ -59,9 +57,6 @@ def _fmt(m: dict) -> str:
 
 
 def cmd_show(args) -> int:
-    from leaderboard.store import connect, entries  # noqa: PLC0415
-    from leaderboard.table import render  # noqa: PLC0415
-
     args.json = args.format == "json"  # so that an error, too, is printed as one JSON document
     if not Path(args.db).is_file():
         raise FileNotFoundError(f"{args.db}: no leaderboard database there; "
@@ -76,9 +71,6 @@ def cmd_show(args) -> int:
 
 
 def cmd_html(args) -> int:
-    from leaderboard.html import prediction_details, render_site  # noqa: PLC0415
-    from leaderboard.store import connect, entries  # noqa: PLC0415
-
     if not Path(args.db).is_file():
         raise FileNotFoundError(f"{args.db}: no leaderboard database there; "
                                 "`zoobench leaderboard score ... --db PATH` creates it")

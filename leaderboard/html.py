@@ -22,6 +22,13 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
+
+from benchmark.splits import as_zoo
+from benchmark.submission import SubmissionError, check_against_task, load_submission_task, read_with_problems
+from benchmark.tasks import test_targets
+from leaderboard import plots
+from leaderboard.score import _items
 from leaderboard.table import PLUS_MINUS, _cell, _num, _seeds_cell, _symmetry_cell, best, group_rows
 
 _SLUG = re.compile(r"[^A-Za-z0-9_-]+")
@@ -108,8 +115,6 @@ def render_site(rows: list[dict], out_dir, details: list[dict] | None = None, *,
         dicts with method, version, task, split and either ``y_true``/``y_pred``
         (generalization, test accuracy) or ``embeddings``/``labels`` (retrieval).
     """
-    from leaderboard import plots  # noqa: PLC0415 (matplotlib only when a page is made)
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     details = list(details or [])
@@ -155,14 +160,6 @@ def prediction_details(paths, zoo) -> list[dict]:
     tasks give nothing to plot. Files that do not validate against `zoo` raise
     `SubmissionError`.
     """
-    import numpy as np  # noqa: PLC0415
-
-    from benchmark.splits import as_zoo  # noqa: PLC0415
-    from benchmark.tasks import test_targets  # noqa: PLC0415
-    from leaderboard.score import _items  # noqa: PLC0415
-    from leaderboard.submission import SubmissionError  # noqa: PLC0415
-    from leaderboard.validate import check_against_task, load_submission_task, read_with_problems  # noqa: PLC0415
-
     zoo = as_zoo(zoo)
     out, tasks = [], {}
     for path in paths:

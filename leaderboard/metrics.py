@@ -1,22 +1,19 @@
-"""The leaderboard's metrics (docs/tasks.md defines them) with bootstrap confidence intervals.
+"""The leaderboard's estimates: the tasks' metrics (`benchmark.metrics`) with bootstrap intervals,
+and the symmetry-consistency numbers.
 
-Every metric is a pure function of arrays. `bootstrap` resamples the test
-networks (items, queries or pairs) with replacement and reports the 95%
-percentile interval; it is seeded, so a score is reproducible.
-
-Retrieval ties are pessimistic, as docs/tasks.md says: a gallery item tied in
-distance with others is ranked after all of them, so constant embeddings score
-chance level and no method gains from ties.
+`bootstrap` resamples the test networks (items, queries or pairs) with
+replacement and reports the 95% percentile interval; it is seeded, so a score
+is reproducible.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
-from scipy.stats import kendalltau
-from sklearn.metrics import f1_score, r2_score
+
+from benchmark.metrics import cross_distances, l2_normalise
 
 DEFAULT_SEED = 0
 DEFAULT_RESAMPLES = 1000
@@ -36,23 +33,7 @@ class Estimate:
         return {"value": self.value, "ci_low": self.low, "ci_high": self.high, "n": self.n}
 
 
-# --------------------------------------------------------------------------- point metrics
-
-
-def kendall_tau(y, y_pred) -> float:
-    """Kendall's τ-b (scipy); 0 where undefined (constant predictions or targets, fewer than 2 items)."""
-    y, y_pred = np.asarray(y, np.float64), np.asarray(y_pred, np.float64)
-    if len(y) < 2:
-        return 0.0
-    tau = kendalltau(y, y_pred, variant="b").statistic
-    return float(tau) if np.isfinite(tau) else 0.0
-
-
-def r2(y, y_pred) -> float:
-    """R² (sklearn r2_score: 1 − SS_res/SS_tot; may be negative; constant y gives 1 if exact else 0)."""
-    if len(y) < 2:
-        return 0.0
-    return float(r2_score(np.asarray(y, np.float64), np.asarray(y_pred, np.float64)))
+# --------------------------------------------------------------------------- fast point metrics
 
 
 def fast_r2(y, y_pred) -> float:
@@ -67,19 +48,6 @@ def fast_r2(y, y_pred) -> float:
     return 1.0 - ss_res / ss_tot
 
 
-def accuracy(y, y_pred) -> float:
-    """Fraction of items whose predicted class index is the true one."""
-    return float(np.mean(np.asarray(y) == np.asarray(y_pred))) if len(y) else float("nan")
-
-
-def macro_f1(y, y_pred) -> float:
-    """Mean over the classes present in `y` of 2·TP/(2·TP + FP + FN) (sklearn f1_score, labels=unique(y))."""
-    y, y_pred = np.asarray(y), np.asarray(y_pred)
-    if not len(y):
-        return float("nan")
-    return float(f1_score(y, y_pred, labels=np.unique(y), average="macro", zero_division=0.0))
-
-
 def fast_macro_f1(y, y_pred) -> float:
     """`macro_f1` without sklearn's overhead, for bootstrap resamples."""
     y, y_pred = np.asarray(y), np.asarray(y_pred)
@@ -92,66 +60,6 @@ def fast_macro_f1(y, y_pred) -> float:
         fn = np.sum((y == c) & (y_pred != c))
         f1.append(2 * tp / (2 * tp + fp + fn))
     return float(np.mean(f1))
-
-
-def l2_normalise(embeddings) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero): retrieval ranks by cosine similarity."""
-    e = np.asarray(embeddings, np.float64)
-    norms = np.linalg.norm(e, axis=-1, keepdims=True)
-    return np.divide(e, norms, out=np.zeros_like(e), where=norms > 0)
-
-
-def distances(embeddings) -> np.ndarray:
-    """Pairwise Euclidean distances (n, n) between L2-normalised embeddings (n, d).
-
-    On unit vectors ``d² = 2 − 2·cos``, so ranking by this distance is ranking by
-    cosine similarity, as the retrieval task defines it.
-    """
-    e = l2_normalise(embeddings)
-    return cross_distances(e, e)
-
-
-def cross_distances(a, b) -> np.ndarray:
-    """Euclidean distances (len(a), len(b)), row by row: exact, so equal embeddings tie exactly."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return np.stack([np.sqrt(((b - row) ** 2).sum(axis=1)) for row in a]) if len(a) else np.zeros((0, len(b)))
-
-
-def retrieval_per_query(embeddings, labels, ks: Sequence[int] = (1, 10)) -> dict[str, np.ndarray]:
-    """Per-query AP and hit@k of each item queried against all the others (ties pessimistic).
-
-    For query q, gallery G = every other item and R = those with q's label:
-    ``AP(q) = mean_{r∈R} |{r'∈R: d(r') ≤ d(r)}| / |{g∈G: d(g) ≤ d(r)}|`` and
-    ``hit@k(q) = [min_{r∈R} |{g∈G: d(g) ≤ d(r)}| ≤ k]``. Queries with empty R are
-    dropped; ``query`` gives the indices of the kept ones.
-    """
-    labels = np.asarray(labels)
-    d = distances(embeddings)
-    n = len(labels)
-    ap, hits, kept = [], {k: [] for k in ks}, []
-    for q in range(n):
-        gallery = np.arange(n) != q
-        rel = gallery & (labels == labels[q])
-        if not rel.any():
-            continue
-        dg, dr = d[q, gallery], d[q, rel]
-        # pessimistic rank of each relevant item: every gallery item at distance <= its own
-        rank = (dg[None, :] <= dr[:, None]).sum(axis=1)
-        rel_rank = (dr[None, :] <= dr[:, None]).sum(axis=1)
-        ap.append(float(np.mean(rel_rank / rank)))
-        for k in ks:
-            hits[k].append(float(rank.min() <= k))
-        kept.append(q)
-    out = {"ap": np.array(ap), "query": np.array(kept, np.int64)}
-    out.update({f"hit@{k}": np.array(v) for k, v in hits.items()})
-    return out
-
-
-def loss_barrier(lambdas, losses) -> float:
-    """See `benchmark.merging.loss_barrier` (re-exported: the scorer's metric)."""
-    from benchmark.merging import loss_barrier as barrier  # noqa: PLC0415
-
-    return barrier(lambdas, losses)
 
 
 # --------------------------------------------------------------------------- bootstrap

@@ -7,23 +7,25 @@ consistency numbers.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import MutableMapping
 from pathlib import Path
 
 import numpy as np
 
+from benchmark.merging import MergePair, evaluate_pairs, evaluation_data
+from benchmark.metrics import accuracy, kendall_tau, macro_f1, r2, retrieval_per_query
+from benchmark.splits import as_zoo
+from benchmark.submission import (
+    MAX_BYTES,
+    Submission,
+    SubmissionError,
+    check_against_task,
+    load_submission_task,
+    read_with_problems,
+)
+from benchmark.tasks import test_targets
 from leaderboard import metrics as M
-from leaderboard.submission import MAX_BYTES, Submission, SubmissionError
-from leaderboard.validate import check_against_task, load_submission_task, read_with_problems
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from zoo_builder.files import sha256_file
 
 
 def strict_json(value):
@@ -62,8 +64,8 @@ def _score_generalization(sub, task, answers, seed, resamples):
         pred = {k: sub.predictions[k][t] for k in sub.predictions}
         y_pred = np.array([pred[k] for k in originals], np.float64)
         # scipy's O(n log n) tau is fast enough for the resamples.
-        out[f"{t}/kendall_tau"] = M.estimate(M.kendall_tau, y, y_pred, seed=seed, resamples=resamples)
-        out[f"{t}/r2"] = M.estimate(M.r2, y, y_pred, seed=seed, resamples=resamples, fast=M.fast_r2)
+        out[f"{t}/kendall_tau"] = M.estimate(kendall_tau, y, y_pred, seed=seed, resamples=resamples)
+        out[f"{t}/r2"] = M.estimate(r2, y, y_pred, seed=seed, resamples=resamples, fast=M.fast_r2)
         c = M.regression_consistency([pred[a] for a, _ in twins], [pred[b] for _, b in twins], y_pred)
         sym[f"{t}/normalized_abs_diff"] = c["normalized"]
         sym[f"{t}/mean_abs_diff"] = c["mean_abs_diff"]
@@ -77,8 +79,8 @@ def _score_classification(sub, task, answers, seed, resamples):
         classes = list(task.classes[t])
         pred = {k: _class_index(sub.predictions[k][t], classes) for k in sub.predictions}
         y, y_pred = answers["targets"][t], np.array([pred[k] for k in originals], np.int64)
-        out[f"{t}/accuracy"] = M.estimate(M.accuracy, y, y_pred, seed=seed, resamples=resamples)
-        out[f"{t}/macro_f1"] = M.estimate(M.macro_f1, y, y_pred, seed=seed, resamples=resamples,
+        out[f"{t}/accuracy"] = M.estimate(accuracy, y, y_pred, seed=seed, resamples=resamples)
+        out[f"{t}/macro_f1"] = M.estimate(macro_f1, y, y_pred, seed=seed, resamples=resamples,
                                                 fast=M.fast_macro_f1)
         sym[f"{t}/agreement"] = M.class_agreement([pred[a] for a, _ in twins], [pred[b] for _, b in twins])
     return out, sym
@@ -87,7 +89,7 @@ def _score_classification(sub, task, answers, seed, resamples):
 def _score_retrieval(sub, task, answers, seed, resamples):
     originals, twins = _items(task, answers, False)
     emb = np.stack([sub.predictions[k] for k in originals])
-    per_query = M.retrieval_per_query(emb, answers["targets"]["dataset"], ks=(1, 10))
+    per_query = retrieval_per_query(emb, answers["targets"]["dataset"], ks=(1, 10))
     out = {"mAP": M.mean_estimate(per_query["ap"], seed=seed, resamples=resamples),
            "recall@1": M.mean_estimate(per_query["hit@1"], seed=seed, resamples=resamples),
            "recall@10": M.mean_estimate(per_query["hit@10"], seed=seed, resamples=resamples)}
@@ -100,8 +102,6 @@ def _score_retrieval(sub, task, answers, seed, resamples):
 
 
 def _score_merging(sub, task, answers, seed, resamples):
-    from benchmark.merging import MergePair, evaluate_pairs, evaluation_data  # noqa: PLC0415 (pulls in JAX)
-
     zoo, part = task.zoo, task.test
     dataset_of = dict(zip(zoo.final["network_id"], zoo.final["dataset"], strict=True))
     pairs = [MergePair(part.arch(p.id_a), part.params(p.id_a), part.params(p.id_b),
@@ -141,8 +141,6 @@ def score_valid(sub: Submission, task, *, seed: int = M.DEFAULT_SEED,
 
     The seed travels with the scores so that the leaderboard can aggregate runs over seeds.
     """
-    from benchmark.tasks import test_targets  # noqa: PLC0415
-
     answers = test_targets(task)
     out, sym = SCORERS[task.name](sub, task, answers, seed, resamples)
     return strict_json({"metrics": {k: v.to_doc() for k, v in out.items()}, "symmetry": sym,
@@ -164,11 +162,9 @@ def score_submission(path, zoo, *, seed: int = M.DEFAULT_SEED, resamples: int = 
     ``symmetry`` and ``bootstrap`` (whose ``seed`` is the bootstrap's, not the run's).
     Raises `SubmissionError` (nothing scored) listing every problem.
     """
-    from benchmark.splits import as_zoo  # noqa: PLC0415
-
     zoo = as_zoo(zoo)
     path = Path(path)
-    digest = file_sha256(path)
+    digest = sha256_file(path)
     sub, problems = read_with_problems(path, max_bytes=max_bytes)
     if sub is None:
         raise SubmissionError(path, problems)
@@ -182,7 +178,7 @@ def score_submission(path, zoo, *, seed: int = M.DEFAULT_SEED, resamples: int = 
             raise SubmissionError(path, problems + e.problems) from None
     task = tasks[key]
     problems += check_against_task(sub, task)
-    if not problems and file_sha256(path) != digest:
+    if not problems and sha256_file(path) != digest:
         problems.append("file: changed while it was being scored")
     if problems:
         raise SubmissionError(path, problems)

@@ -11,9 +11,9 @@ import pytest
 from baselines import classic, harness, weight_matching
 from baselines.run import MethodSettings, run
 from benchmark import load_task
+from benchmark.submission import validate_submission
 from benchmark.tasks import test_targets
 from leaderboard.store import connect, entries
-from leaderboard.validate import validate_submission
 from zoo_builder import cli
 from zoo_builder.permutation import apply_permutation, invert, permutation_spec, random_permutations
 

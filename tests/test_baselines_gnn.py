@@ -50,7 +50,7 @@ def _leaderboard_ready() -> bool:
 def _submit(task, preds, path):
     """The leaderboard accepts `preds` for `task` (it validates them against the task)."""
     if _leaderboard_ready():
-        from leaderboard.submission import write_submission
+        from benchmark.submission import write_submission
 
         assert write_submission(path, task=task, method="ng-gnn", predictions=preds).exists()
 

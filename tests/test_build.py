@@ -110,7 +110,7 @@ def _cli_build(config: Path, out: Path, *, devices: int | None = None) -> dict:
     if devices is not None:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     proc = subprocess.run(
-        [sys.executable, "-m", "zoo_builder.cli", "zoo", "build", "--config", str(config),
+        [sys.executable, "-m", "zoobench.cli", "zoo", "build", "--config", str(config),
          "--out", str(out), "--json", "--no-progress"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -11,9 +11,9 @@ import pytest
 import tomli_w
 from conftest import MINI_DOC, REPO_ROOT, copy_zoo, flip_byte, mini_doc
 
-from zoo_builder import cli
 from zoo_builder.config import load_config, load_preset
 from zoo_builder.storage import MANIFEST, TABLE, load_zoo, verify_zoo
+from zoobench import cli
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -127,7 +127,7 @@ def test_info_of_a_non_zoo_names_the_manifest(capsys, tmp_path):
 
 def test_info_in_a_fresh_process_prints_only_json(tiny_zoo):
     """Nothing else (JAX or library warnings) reaches stdout of the real entry point."""
-    proc = subprocess.run([sys.executable, "-m", "zoo_builder.cli", "zoo", "info", str(tiny_zoo), "--json"],
+    proc = subprocess.run([sys.executable, "-m", "zoobench.cli", "zoo", "info", str(tiny_zoo), "--json"],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["num_networks"] == 12

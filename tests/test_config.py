@@ -22,10 +22,10 @@ from zoo_builder.config import (
     load_config,
     load_preset,
     preset_path,
-    read_bounded,
     sample_network,
     sample_networks,
 )
+from zoo_builder.files import read_bounded
 
 # --------------------------------------------------------------------------- errors
 

@@ -19,9 +19,10 @@ from conftest import MINI_DOC, REPO_ROOT, flip_byte
 from test_build import assert_same_zoo
 
 from zoo_builder.build import build_zoo, build_zoo_in_processes, process_shard_dir
-from zoo_builder.cli import main
 from zoo_builder.devices import Cluster, PeerFailed
-from zoo_builder.storage import MANIFEST, ZooError, load_zoo, write_json
+from zoo_builder.files import write_json
+from zoo_builder.storage import MANIFEST, ZooError, load_zoo
+from zoobench.cli import main
 
 # Every process must join within this (seconds); the failure tests wait for it to pass.
 INIT_TIMEOUT = 3
@@ -43,7 +44,7 @@ def _env() -> dict:
 
 
 def _build_cmd(config: Path, out: Path, *options: str) -> list[str]:
-    return [sys.executable, "-m", "zoo_builder.cli", "zoo", "build", "--config", str(config),
+    return [sys.executable, "-m", "zoobench.cli", "zoo", "build", "--config", str(config),
             "--out", str(out), "--json", "--no-progress", *options]
 
 

@@ -376,8 +376,8 @@ def test_json_block(block):
     except json.JSONDecodeError as e:
         pytest.fail(f"{block.where}: not JSON: {e}")
     if str(doc.get("$id", "")).endswith("submission.schema.json"):
-        shipped = json.loads((REPO_ROOT / "leaderboard" / "submission.schema.json").read_text())
-        assert doc == shipped, f"{block.where}: differs from leaderboard/submission.schema.json"
+        shipped = json.loads((REPO_ROOT / "benchmark" / "submission.schema.json").read_text())
+        assert doc == shipped, f"{block.where}: differs from benchmark/submission.schema.json"
 
 
 def test_every_block_has_a_known_language():

@@ -159,7 +159,8 @@ def workdir(tmp_path_factory):
 
 
 def valid_doc(task) -> dict:
-    from leaderboard.submission import jsonable, task_metadata
+    from benchmark.submission import task_metadata
+    from benchmark.submission_format import jsonable
 
     rng = np.random.default_rng(0)
     if task.name == "generalization":
@@ -221,8 +222,7 @@ def _submission_bytes(doc: dict, data) -> bytes:
 
 
 def _check_submission(path: Path, zoo):
-    from leaderboard.submission import SubmissionError
-    from leaderboard.validate import validate_submission
+    from benchmark.submission import SubmissionError, validate_submission
 
     try:
         sub, _ = validate_submission(path, zoo)
@@ -296,7 +296,7 @@ def _refused_corpus(tasks, out: Path, count: int) -> list[Path]:
 
 
 def test_refused_submissions_never_reach_the_store(preset, tmp_path, tiny_preset_zoo):
-    from zoo_builder.cli import main
+    from zoobench.cli import main
 
     zoo, tasks = preset
     files = _refused_corpus(tasks, tmp_path, 12)

@@ -15,18 +15,19 @@ import pytest
 from scipy.stats import kendalltau
 from sklearn.metrics import f1_score, label_ranking_average_precision_score, r2_score
 
+from benchmark import metrics as task_metrics
+from benchmark.merging import loss_barrier
+from benchmark.submission import (
+    SubmissionError,
+    read_submission,
+    task_metadata,
+    validate_submission,
+    write_submission,
+)
+from benchmark.submission_format import FORMAT, jsonable
 from leaderboard import metrics as M
 from leaderboard.score import score_submission
 from leaderboard.store import add_result, connect, entries
-from leaderboard.submission import (
-    FORMAT,
-    SubmissionError,
-    jsonable,
-    read_submission,
-    task_metadata,
-    write_submission,
-)
-from leaderboard.validate import validate_submission
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -169,7 +170,7 @@ def test_unparsable_json_refused(tmp_path, zoo):
 
 
 def test_file_over_size_limit_refused_before_parsing(tmp_path, monkeypatch):
-    import leaderboard.submission as S
+    import benchmark.submission_format as S
 
     def never(*args, **kwargs):
         raise AssertionError("parsed a file over the size limit")
@@ -178,7 +179,7 @@ def test_file_over_size_limit_refused_before_parsing(tmp_path, monkeypatch):
     monkeypatch.setattr(S, "_parse_npz", never)
     path = tmp_path / "s.json"
     path.write_text("{" + " " * 2000 + "}", encoding="utf-8")
-    with pytest.raises(SubmissionError, match="over the limit of 1000 bytes"):
+    with pytest.raises(SubmissionError, match="over the 1000-byte limit"):
         read_submission(path, max_bytes=1000)
 
 
@@ -336,27 +337,27 @@ def test_planted_pickles_refused_and_never_loaded(tmp_path, zoo):
 def test_kendall_tau_hand_computed_and_scipy():
     y, p = [1, 2, 3, 4], [1, 3, 2, 4]
     # 6 pairs: 5 concordant, 1 discordant, no ties: (5 - 1) / 6
-    assert M.kendall_tau(y, p) == pytest.approx(4 / 6)
+    assert task_metrics.kendall_tau(y, p) == pytest.approx(4 / 6)
     rng = np.random.default_rng(0)
     for _ in range(20):
         y, p = rng.integers(0, 5, 15).astype(float), rng.integers(0, 5, 15).astype(float)  # with ties
-        assert M.kendall_tau(y, p) == pytest.approx(kendalltau(y, p, variant="b").statistic)
-    assert M.kendall_tau([1, 2, 3], [5, 5, 5]) == 0.0
+        assert task_metrics.kendall_tau(y, p) == pytest.approx(kendalltau(y, p, variant="b").statistic)
+    assert task_metrics.kendall_tau([1, 2, 3], [5, 5, 5]) == 0.0
 
 
 def test_r2_accuracy_macro_f1_match_sklearn():
     rng = np.random.default_rng(1)
     for _ in range(20):
         y, p = rng.normal(size=12), rng.normal(size=12)
-        assert M.r2(y, p) == pytest.approx(r2_score(y, p)) == pytest.approx(M.fast_r2(y, p))
+        assert task_metrics.r2(y, p) == pytest.approx(r2_score(y, p)) == pytest.approx(M.fast_r2(y, p))
         c, d = rng.integers(0, 4, 12), rng.integers(0, 4, 12)
         expected = f1_score(c, d, labels=np.unique(c), average="macro", zero_division=0.0)
-        assert M.macro_f1(c, d) == pytest.approx(expected) == pytest.approx(M.fast_macro_f1(c, d))
-    assert M.fast_r2([1.0, 1.0], [1.0, 1.0]) == M.r2([1.0, 1.0], [1.0, 1.0]) == 1.0
-    assert M.fast_r2([1.0, 1.0], [1.0, 2.0]) == M.r2([1.0, 1.0], [1.0, 2.0]) == 0.0
-    assert M.accuracy([0, 1, 2, 2], [0, 1, 1, 2]) == 0.75
+        assert task_metrics.macro_f1(c, d) == pytest.approx(expected) == pytest.approx(M.fast_macro_f1(c, d))
+    assert M.fast_r2([1.0, 1.0], [1.0, 1.0]) == task_metrics.r2([1.0, 1.0], [1.0, 1.0]) == 1.0
+    assert M.fast_r2([1.0, 1.0], [1.0, 2.0]) == task_metrics.r2([1.0, 1.0], [1.0, 2.0]) == 0.0
+    assert task_metrics.accuracy([0, 1, 2, 2], [0, 1, 1, 2]) == 0.75
     # y = [0, 0, 1], pred = [0, 1, 1]: F1_0 = 2/(2+0+1), F1_1 = 2/(2+1+0)
-    assert M.macro_f1([0, 0, 1], [0, 1, 1]) == pytest.approx(2 / 3)
+    assert task_metrics.macro_f1([0, 0, 1], [0, 1, 1]) == pytest.approx(2 / 3)
 
 
 def test_map_and_recall_on_a_toy_ranking():
@@ -365,13 +366,13 @@ def test_map_and_recall_on_a_toy_ranking():
     angles = np.array([0.0, 0.1, 0.2, 0.3, 0.4])
     emb = np.stack([np.cos(angles), np.sin(angles)], 1) * np.array([[1.0], [7.0], [0.5], [3.0], [2.0]])
     labels = np.array(["a", "b", "a", "b", "a"])
-    r = M.retrieval_per_query(emb, labels, ks=(1, 2))
+    r = task_metrics.retrieval_per_query(emb, labels, ks=(1, 2))
     q0 = list(r["query"]).index(0)
     # relevant at ranks 2 and 4: AP = (1/2 + 2/4) / 2
     assert r["ap"][q0] == pytest.approx(0.5)
     assert r["hit@1"][q0] == 0.0 and r["hit@2"][q0] == 1.0
     # the per-query formula of sklearn's label ranking AP, with scores = -distance
-    d = M.distances(emb)
+    d = task_metrics.distances(emb)
     for j, q in enumerate(r["query"]):
         g = np.arange(5) != q
         expected = label_ranking_average_precision_score([labels[g] == labels[q]], [-d[q, g]])
@@ -380,7 +381,7 @@ def test_map_and_recall_on_a_toy_ranking():
 
 def test_ties_are_pessimistic():
     labels = np.array([0, 0, 1, 1, 1, 0])
-    r = M.retrieval_per_query(np.zeros((6, 3)), labels)
+    r = task_metrics.retrieval_per_query(np.zeros((6, 3)), labels)
     # constant embeddings: chance level |R|/|G| per query, and no hit@1 (5 gallery items tied)
     expected = [(np.sum(labels == labels[q]) - 1) / 5 for q in range(6)]
     assert np.allclose(r["ap"], expected)
@@ -390,21 +391,21 @@ def test_ties_are_pessimistic():
 def test_loss_barrier_on_a_toy_path():
     lam = np.linspace(0, 1, 11)
     loss = 1.0 + lam + 0.5 * np.sin(np.pi * lam)  # chord 1 + lam, bump of 0.5 at lam = 0.5
-    assert M.loss_barrier(lam, loss) == pytest.approx(0.5)
-    assert M.loss_barrier(lam, 1.0 + lam) == pytest.approx(0.0)
-    assert M.loss_barrier(lam, np.r_[loss[:5], np.nan, loss[6:]]) == float("inf")
+    assert loss_barrier(lam, loss) == pytest.approx(0.5)
+    assert loss_barrier(lam, 1.0 + lam) == pytest.approx(0.0)
+    assert loss_barrier(lam, np.r_[loss[:5], np.nan, loss[6:]]) == float("inf")
 
 
 def test_bootstrap_reproducible_by_seed():
     rng = np.random.default_rng(2)
     y, p = rng.normal(size=30), rng.normal(size=30)
-    a = M.estimate(M.kendall_tau, y, p, seed=0)
-    b = M.estimate(M.kendall_tau, y, p, seed=0)
-    c = M.estimate(M.kendall_tau, y, p, seed=1)
+    a = M.estimate(task_metrics.kendall_tau, y, p, seed=0)
+    b = M.estimate(task_metrics.kendall_tau, y, p, seed=0)
+    c = M.estimate(task_metrics.kendall_tau, y, p, seed=1)
     assert a == b and (a.low, a.high) != (c.low, c.high)
     assert a.low <= a.value <= a.high
-    slow = M.estimate(M.r2, y, p, seed=0, resamples=200)
-    fast = M.estimate(M.r2, y, p, seed=0, resamples=200, fast=M.fast_r2)
+    slow = M.estimate(task_metrics.r2, y, p, seed=0, resamples=200)
+    fast = M.estimate(task_metrics.r2, y, p, seed=0, resamples=200, fast=M.fast_r2)
     assert (slow.low, slow.high) == pytest.approx((fast.low, fast.high))
     pooled = M.ratio_estimate([3, 1], [4, 4])
     assert pooled.value == 0.5
@@ -506,7 +507,7 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
 
 def _cli(*args, cwd):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run([sys.executable, "-m", "zoo_builder.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "zoobench.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -515,7 +516,7 @@ def test_cli_scoring_in_two_processes_at_once(tmp_path, tasks, tiny_preset_zoo):
     files = [write_submission(tmp_path / f"s{k}.json", task=task, method=f"m{k}",
                               predictions=random_generalization(task, k)) for k in range(2)]
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
-    procs = [subprocess.Popen([sys.executable, "-m", "zoo_builder.cli", "leaderboard", "score", str(f),
+    procs = [subprocess.Popen([sys.executable, "-m", "zoobench.cli", "leaderboard", "score", str(f),
                                "--zoo", str(tiny_preset_zoo), "--resamples", "50", "--json"],
                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
@@ -553,7 +554,7 @@ def test_cli_score_and_show_json(tmp_path, tasks, tiny_preset_zoo):
 
 def test_json_schema_accepts_a_written_submission(tmp_path, tasks):
     jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads((REPO / "leaderboard" / "submission.schema.json").read_text(encoding="utf-8"))
+    schema = json.loads((REPO / "benchmark" / "submission.schema.json").read_text(encoding="utf-8"))
     for name in ("generalization", "classification", "retrieval", "merging"):
         task = tasks(name)
         path = write_submission(tmp_path / f"{name}.json", task=task, method="m", predictions=oracle(task))
@@ -563,7 +564,7 @@ def test_json_schema_accepts_a_written_submission(tmp_path, tasks):
 def test_json_schema_catches_what_the_builtin_checks_catch(tmp_path, tasks, monkeypatch):
     """With jsonschema installed, a structurally wrong document also fails the schema."""
     jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads((REPO / "leaderboard" / "submission.schema.json").read_text(encoding="utf-8"))
+    schema = json.loads((REPO / "benchmark" / "submission.schema.json").read_text(encoding="utf-8"))
     task = tasks("generalization")
     doc = doc_for(task, random_generalization(task))
     doc["predictions"][task.test.ids[0]] = {"test_acc": "high", "gen_gap": 0.0}

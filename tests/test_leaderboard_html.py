@@ -268,7 +268,7 @@ def test_safe_names_and_pca():
 
 def _cli(*args, cwd):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "zoo_builder.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "zoobench.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -283,8 +283,8 @@ def test_cli_help_and_missing_database(tmp_path):
 
 def test_cli_run_with_scored_submissions(tmp_path, tiny_preset_zoo):
     """Score real generalization and retrieval submissions, then build the page with their predictions."""
+    from benchmark.submission import write_submission
     from benchmark.tasks import load_task
-    from leaderboard.submission import write_submission
     from zoo_builder.storage import load_zoo
 
     zoo = load_zoo(tiny_preset_zoo)

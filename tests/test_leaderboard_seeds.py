@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from leaderboard.store import add_result, connect, entries
-from leaderboard.submission import (
+from benchmark.submission import (
     Metadata,
     SubmissionError,
-    jsonable,
     read_submission,
     task_metadata,
     write_submission,
 )
+from benchmark.submission_format import jsonable
+from leaderboard.store import add_result, connect, entries
 from leaderboard.table import PLUS_MINUS, group_rows, render
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,7 +75,7 @@ def test_seed_written_only_when_given():
 
 def test_json_schema_knows_the_seed():
     jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads((REPO / "leaderboard" / "submission.schema.json").read_text(encoding="utf-8"))
+    schema = json.loads((REPO / "benchmark" / "submission.schema.json").read_text(encoding="utf-8"))
     doc = {**_meta().to_doc(), "predictions": {"n0": {"test_acc": 0.5, "gen_gap": 0.1}}}
     for seed in (0, 7):
         jsonschema.validate({**doc, "seed": seed}, schema)

@@ -64,7 +64,8 @@ def _weights_file(zoo_dir: Path) -> str:
 
 def _rehash(zoo_dir: Path, rel: str) -> None:
     """Make the manifest's checksum of `rel`, and so its weights fingerprint, match its (planted) content."""
-    from zoo_builder.storage import sha256_file, weights_fingerprint
+    from zoo_builder.files import sha256_file
+    from zoo_builder.storage import weights_fingerprint
 
     mpath = zoo_dir / "manifest.json"
     manifest = json.loads(mpath.read_text())
@@ -74,7 +75,7 @@ def _rehash(zoo_dir: Path, rel: str) -> None:
 
 
 def _zoo_cli_fails(zoo_dir: Path, rel: str, capsys, cmds) -> None:
-    from zoo_builder.cli import main
+    from zoobench.cli import main
 
     for cmd in cmds:
         capsys.readouterr()
@@ -145,8 +146,8 @@ def test_pickled_split_file_refused(tiny_preset_zoo, tmp_path, protocol):
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_pickled_config_refused(tmp_path, capsys, protocol):
-    from zoo_builder.cli import main
     from zoo_builder.config import ConfigError, load_config
+    from zoobench.cli import main
 
     marker = tmp_path / "unpickled"
     path = tmp_path / "zoo.toml"
@@ -165,9 +166,8 @@ def test_pickled_config_refused(tmp_path, capsys, protocol):
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("name", ["s.json", "s.npz", "submission", "s.pkl"])
 def test_pickled_submission_refused_and_not_stored(tiny_preset_zoo, tmp_path, name, protocol):
-    from leaderboard.submission import SubmissionError, read_submission
-    from leaderboard.validate import validate_submission
-    from zoo_builder.cli import main
+    from benchmark.submission import SubmissionError, read_submission, validate_submission
+    from zoobench.cli import main
 
     marker = tmp_path / "unpickled"
     path = tmp_path / name
@@ -195,7 +195,7 @@ def test_pickled_submission_refused_and_not_stored(tiny_preset_zoo, tmp_path, na
 def test_pickled_smallcnnzoo_sources_refused(tmp_path, target, protocol):
     from test_smallcnnzoo import make_source
 
-    from benchmark.smallcnnzoo import SourceError, import_smallcnnzoo
+    from zoo_builder.smallcnnzoo import SourceError, import_smallcnnzoo
 
     metrics_name = "metrics.csv" if target == "metrics.csv" else "metrics.csv.gz"
     src = make_source(tmp_path / "src", metrics_name=metrics_name).path

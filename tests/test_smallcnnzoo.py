@@ -18,11 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark import smallcnnzoo
-from benchmark.smallcnnzoo import SourceError, import_smallcnnzoo, parse_input_shape, parse_shape
-from zoo_builder import cli, storage
+from zoo_builder import smallcnnzoo, storage
 from zoo_builder.architecture import apply
+from zoo_builder.files import sha256_file
+from zoo_builder.smallcnnzoo import SourceError, import_smallcnnzoo, parse_input_shape, parse_shape
 from zoo_builder.storage import ZooError, load_zoo, verify_zoo
+from zoobench import cli
 
 STEPS = (0, 20, 86)
 SHORT_STEPS = (0, 1, 40)  # the last network stops early: its final checkpoint is step 40
@@ -240,7 +241,7 @@ def test_manifest(source, imported):
     assert m["config"]["zoo"]["input_shape"] == [28, 28, 1] and m["config"]["zoo"]["num_classes"] == 10
     assert m["config"]["zoo"]["checkpoint_epochs"] == [0, 1, 20, 40, 86]
     assert m["source"]["kind"] == "smallcnnzoo" and m["source"]["input_shape_from"] == "dataset"
-    assert m["source"]["files"] == {name: storage.sha256_file(source.path / name)
+    assert m["source"]["files"] == {name: sha256_file(source.path / name)
                                     for name in ("weights.npy", "layout.csv", "metrics.csv.gz")}
     assert set(m["files"]) == {storage.TABLE} | {f"{storage.WEIGHTS_DIR}/{p.name}"
                                                  for p in (imported / storage.WEIGHTS_DIR).iterdir()}

@@ -34,7 +34,8 @@ from benchmark.splits import (
 from benchmark.twins import pick_twins
 from zoo_builder.config import load_preset, sample_networks
 from zoo_builder.datasets import parse_dataset_name
-from zoo_builder.storage import MANIFEST, WEIGHTS_DIR, load_zoo, weights_fingerprint, write_json
+from zoo_builder.files import write_json
+from zoo_builder.storage import MANIFEST, WEIGHTS_DIR, load_zoo, weights_fingerprint
 
 DATASETS = {"digits": "digits", "digits@perm1": "digits", "mnist5k": "mnist5k", "mnist1d": "mnist1d"}
 
@@ -403,7 +404,7 @@ def _flipped(data: bytes, offset: int, mask: int = 0xFF) -> bytes:
 
 
 def _verify(capsys, zoo_dir: Path) -> tuple[int, list[str]]:
-    from zoo_builder.cli import main
+    from zoobench.cli import main
 
     capsys.readouterr()
     code = main(["zoo", "verify", str(zoo_dir), "--json"])

@@ -1,7 +1,10 @@
 """zoo_builder: reproducible populations of small MLPs and CNNs, stored as self-describing zoos.
 
+The ground floor: datasets, architectures and their symmetries, training, storage and
+the importers of published zoos. It imports no other room (docs/architecture.md).
+
 The names below are imported on first use, so importing a light submodule (e.g.
-``zoo_builder.datasets``, ``zoo_builder.cli``) does not pull in JAX, pandas or pyarrow.
+``zoo_builder.files``, ``zoo_builder.config``) does not pull in JAX, pandas or pyarrow.
 """
 
 from __future__ import annotations

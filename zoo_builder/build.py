@@ -18,12 +18,15 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import jax
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from zoo_builder import storage
 from zoo_builder.config import NetworkConfig, ZooConfig, config_from_dict, sample_networks
 from zoo_builder.datasets import Dataset, load_dataset
+from zoo_builder.files import atomic_path, sha256_file, write_json
 from zoo_builder.population import (
     GroupKey,
     PopulationTrainer,
@@ -124,7 +127,7 @@ def _chunk_done(root: Path, chunk: Chunk) -> bool:
     sha_file = root / PARTS_DIR / f"{chunk.name}.sha256"
     if not (part.is_file() and weights.is_file() and sha_file.is_file()):
         return False
-    return sha_file.read_text().strip() == storage.sha256_file(weights)
+    return sha_file.read_text().strip() == sha256_file(weights)
 
 
 def _write_chunk(root: Path, chunk: Chunk, result: dict, table: pd.DataFrame) -> None:
@@ -140,8 +143,8 @@ def _write_chunk(root: Path, chunk: Chunk, result: dict, table: pd.DataFrame) ->
     storage.write_weights(weights, tensors, meta)
     storage.write_table(root / PARTS_DIR / f"{chunk.name}.parquet", table)
     # Written last: its presence with a matching checksum marks the chunk finished.
-    with storage.atomic_path(root / PARTS_DIR / f"{chunk.name}.sha256") as tmp:
-        tmp.write_text(storage.sha256_file(weights) + "\n")
+    with atomic_path(root / PARTS_DIR / f"{chunk.name}.sha256") as tmp:
+        tmp.write_text(sha256_file(weights) + "\n")
 
 
 def library_versions() -> dict[str, str]:
@@ -159,8 +162,8 @@ def zoo_files(root: Path) -> dict[str, str]:
     """sha256 of a zoo's weight files and table, keyed by relative path: the manifest's `files`."""
     files = {}
     for path in sorted((root / storage.WEIGHTS_DIR).glob("*.safetensors")):
-        files[f"{storage.WEIGHTS_DIR}/{path.name}"] = storage.sha256_file(path)
-    files[storage.TABLE] = storage.sha256_file(root / storage.TABLE)
+        files[f"{storage.WEIGHTS_DIR}/{path.name}"] = sha256_file(path)
+    files[storage.TABLE] = sha256_file(root / storage.TABLE)
     return files
 
 
@@ -190,7 +193,7 @@ def _finalize(root: Path, cfg: ZooConfig, datasets: dict[str, dict], table: pd.D
         "library_versions": library_versions(),
         "build": build_info,
     }
-    storage.write_json(root / storage.MANIFEST, manifest)
+    write_json(root / storage.MANIFEST, manifest)
     shutil.rmtree(root / PARTS_DIR, ignore_errors=True)
     return manifest
 
@@ -206,7 +209,7 @@ def _check_target(root: Path, cfg: ZooConfig, shard) -> None:
                 f"{stamp}: this unfinished build was started with another config or shard "
                 f"({have}); use another --out or delete it")
     else:
-        storage.write_json(stamp, want)
+        write_json(stamp, want)
 
 
 @dataclasses.dataclass
@@ -234,8 +237,6 @@ def build_zoo(cfg: ZooConfig, out: str | Path, shard: tuple[int, int] | None = N
       devices: JAX devices to shard populations over (default: all local devices).
       on_chunk: called after each chunk is written (tests use it to interrupt a build).
     """
-    from tqdm.auto import tqdm  # noqa: PLC0415
-
     t0 = time.perf_counter()
     root = Path(out)
     if shard is not None and not (0 <= shard[0] < shard[1]):
@@ -298,7 +299,6 @@ def build_zoo(cfg: ZooConfig, out: str | Path, shard: tuple[int, int] | None = N
     compile_s = trainer.timer.compile_s if trainer else 0.0
     compile_wait_s = trainer.timer.compile_wait_s if trainer else 0.0
     run_s = trainer.timer.run_s if trainer else 0.0
-    import jax  # noqa: PLC0415
 
     build_info = {"devices": [str(d) for d in (devices or jax.local_devices())],
                   "compile_s": round(compile_s, 3), "compile_wait_s": round(compile_wait_s, 3),
@@ -310,7 +310,7 @@ def build_zoo(cfg: ZooConfig, out: str | Path, shard: tuple[int, int] | None = N
 
 
 def _remove_leftovers(root: Path) -> None:
-    """Delete the temporary files of writers that died (storage.atomic_path names them .NAME.*.tmp)."""
+    """Delete the temporary files of writers that died (files.atomic_path names them .NAME.*.tmp)."""
     for folder in (root, root / storage.WEIGHTS_DIR, root / PARTS_DIR):
         for leftover in folder.glob(".*.tmp"):
             leftover.unlink(missing_ok=True)
@@ -353,7 +353,7 @@ def merge_zoos(paths: Sequence[str | Path], out: str | Path) -> dict:
     tables = []
     for p in paths:
         for f in sorted((Path(p) / storage.WEIGHTS_DIR).glob("*.safetensors")):
-            with storage.atomic_path(root / storage.WEIGHTS_DIR / f.name) as tmp:
+            with atomic_path(root / storage.WEIGHTS_DIR / f.name) as tmp:
                 shutil.copyfile(f, tmp)
         tables.append(storage.read_table(Path(p) / storage.TABLE))
     cfg = config_from_dict(first["config"], source=str(Path(paths[0]) / storage.MANIFEST))

@@ -14,8 +14,6 @@ import hashlib
 import importlib.resources
 import json
 import math
-import os
-import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo_builder import datasets
 from zoo_builder.architecture import (
     ACTIVATION_NAMES,
     DEPTH_RANGE,
@@ -30,6 +29,7 @@ from zoo_builder.architecture import (
     WIDTH_RANGE,
     ArchSpec,
 )
+from zoo_builder.files import read_bounded
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
 INITS = ("he_normal", "glorot_normal", "lecun_normal", "glorot_uniform")
@@ -41,31 +41,6 @@ MAX_CONFIG_BYTES = 1 << 20
 
 class ConfigError(ValueError):
     """A zoo config is invalid; the message names the file, the field and what was expected."""
-
-
-def read_bounded(path: Path, max_bytes: int, what: str = "file") -> bytes:
-    """The bytes of the regular file `path`, refused when over `max_bytes`.
-
-    At most ``max_bytes + 1`` bytes are ever read, whatever size the file reports,
-    so a device (``/dev/zero``) or a file growing under us cannot exhaust memory.
-    The file is opened non-blocking, so a FIFO with no writer is refused, not waited on.
-    (`leaderboard.submission` has its own: it reports problems in a submission's terms.)
-
-    Raises:
-      ValueError: not a regular file, or over the limit; names the file, `what` and the limit.
-      OSError: the file cannot be opened or read.
-    """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"{path}: not a regular file; expected a {what} file")
-        if info.st_size > max_bytes:
-            raise ValueError(f"{path}: {what} is {info.st_size} bytes, over the {max_bytes}-byte limit")
-        raw = f.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise ValueError(f"{path}: {what} is over the {max_bytes}-byte limit (it grew while read)")
-    return raw
 
 
 @dataclasses.dataclass(frozen=True)
@@ -325,8 +300,6 @@ def _parse_distribution(raw: Any, error) -> Distribution:
 
 
 def _validate_dataset_name(name: str) -> str | None:
-    from zoo_builder import datasets  # noqa: PLC0415 (keeps config light to import)
-
     try:
         base, _ = datasets.parse_dataset_name(name)
     except ValueError as e:

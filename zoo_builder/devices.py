@@ -1,26 +1,14 @@
-"""Which devices a build uses: one XLA device per CPU core; joining a multi-process build."""
+"""Joining a multi-process build: the cluster, its coordinator and the barriers between steps."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import socket
 import sys
 import time
 
-
-def use_every_cpu_core() -> None:
-    """Give XLA one CPU device per core; call before JAX starts (GPUs are unaffected).
-
-    XLA runs a CPU device's program mostly on one core, so a population sharded over
-    one device per core trains about twice as fast on two cores. An explicit device
-    count in XLA_FLAGS is respected; ZOOBENCH_CPU_DEVICES overrides the core count.
-    """
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" in flags:
-        return
-    count = os.environ.get("ZOOBENCH_CPU_DEVICES") or str(os.cpu_count() or 1)
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={int(count)}".strip()
+import jax
+from jax._src import distributed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +75,6 @@ def join_cluster(cluster: Cluster) -> tuple[int, int]:
     Must run before any JAX computation. Process 0 hosts the coordination service;
     the others first wait (at most `init_timeout_s`) for it to listen.
     """
-    import jax  # noqa: PLC0415
-
     if cluster.coordinator is not None and cluster.process_id not in (None, 0):
         wait_for_coordinator(cluster.coordinator, cluster.init_timeout_s)
     # JAX aborts the process (a C++ check failure, DEADLINE_EXCEEDED) if not every process joins
@@ -120,9 +106,6 @@ def barrier(name: str, timeout_s: float, error: str | None = None) -> None:
     coordination service's key-value store, not a collective, so it needs no
     cross-process collectives backend (CPU builds have none by default).
     """
-    import jax  # noqa: PLC0415
-    from jax._src import distributed  # noqa: PLC0415 (the client has no public accessor)
-
     client = distributed.global_state.client
     if client is None:
         raise RuntimeError("barrier() needs jax.distributed.initialize first (join_cluster)")

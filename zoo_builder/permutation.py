@@ -11,6 +11,7 @@ matching all read this one spec.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -97,3 +98,34 @@ def identity_permutations(spec: PermutationSpec) -> dict[str, np.ndarray]:
 def invert(perms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The permutations that undo `perms`."""
     return {name: np.argsort(p) for name, p in perms.items()}
+
+
+def permutation_problems(sizes: Mapping[str, int], perms, where: str) -> list[str]:
+    """Why `perms` is not, for every name in `sizes`, a permutation of range(size); [] when it is.
+
+    The one check of a method's permutations (the merging scorer, submissions); each
+    problem names `where`, the layer and what was expected. A layer whose value is
+    None was already refused by the caller and is skipped.
+    """
+    if not isinstance(perms, Mapping):
+        return [f"{where}: expected a mapping P_i -> permutation, got {type(perms).__name__}"]
+    problems = [f"{where}.{name}: missing layer; expected permutations {sorted(sizes)}"
+                for name in sorted(set(sizes) - set(perms))]
+    problems += [f"{where}.{name}: unknown layer; the architecture has {sorted(sizes)}"
+                 for name in sorted(set(perms) - set(sizes), key=str)]
+    for name, size in sizes.items():
+        if perms.get(name) is None:
+            continue
+        p = np.asarray(perms[name])
+        if p.ndim != 1 or p.dtype.kind not in "iu":
+            problems.append(f"{where}.{name}: expected a permutation of 0..{size - 1} (integers), "
+                            f"got an array of {p.dtype} with shape {p.shape}")
+        elif len(p) != size:
+            problems.append(f"{where}.{name}: expected a permutation of 0..{size - 1} ({size} units), "
+                            f"got {len(p)} values")
+        elif not np.array_equal(np.sort(p), np.arange(size)):
+            counts = np.bincount(np.clip(p, 0, size), minlength=size + 1)[:size]
+            missing = np.flatnonzero(counts == 0)[:5].tolist()
+            problems.append(f"{where}.{name}: not a bijection of 0..{size - 1}; units {missing} missing "
+                            "(values must be distinct, in range)")
+    return problems

@@ -14,13 +14,9 @@ last.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from zoo_builder.architecture import ArchSpec
-from zoo_builder.config import read_bounded
+from zoo_builder.files import atomic_path, read_bounded, sha256_file
 
 FORMAT = "zoobench-zoo"
 FORMAT_VERSION = 1
@@ -39,44 +35,13 @@ MANIFEST = "manifest.json"
 TABLE = "networks.parquet"
 WEIGHTS_DIR = "weights"
 MAX_MANIFEST_BYTES = 64 << 20
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class ZooError(Exception):
     """A zoo directory is missing, corrupted or of another format; the message names the file."""
 
 
-# --------------------------------------------------------------------------- atomic writes
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success, fsync and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        # After the writer: safetensors replaces the file it is given with a mode-0600 one.
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json(path: Path, doc: dict) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+# --------------------------------------------------------------------------- writes
 
 
 def write_table(path: Path, table: pd.DataFrame) -> None:
@@ -87,14 +52,6 @@ def write_table(path: Path, table: pd.DataFrame) -> None:
 def write_weights(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
     with atomic_path(path) as tmp:
         save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp, metadata=metadata)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_table(path: Path) -> pd.DataFrame:

@@ -30,6 +30,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import jax
+from tqdm.auto import tqdm
+
+from baselines.run import METHODS, applies, fit_predict, settings_for, submission_name
+from benchmark.submission import SubmissionError, validate_submission, write_submission
+from benchmark.tasks import TASK_SPLITS, TASKS, TaskUnavailable, load_task
+from leaderboard.html import prediction_details, render_site
+from leaderboard.score import score_submission
+from leaderboard.store import add_result, connect, entries, find_result
+from leaderboard.table import group_rows, render
+from zoo_builder.build import build_zoo
+from zoo_builder.config import load_config, preset_path
+from zoo_builder.files import sha256_file
+from zoo_builder.storage import load_zoo
+
 PRESET_PROFILE = {"tiny": "smoke", "small": "fast", "paper": "full"}
 DB_NAME = "leaderboard.sqlite"
 
@@ -45,8 +60,6 @@ class Job:
 
     @property
     def name(self) -> str:
-        from baselines.run import submission_name  # noqa: PLC0415
-
         return submission_name(self.task, self.split, self.method, self.seed)
 
 
@@ -68,10 +81,6 @@ def timed(stage: str, timings: dict, fn: Callable, *args):
 
 
 def stage_zoo(preset: str, zoo_dir: Path, progress: bool):
-    from zoo_builder.build import build_zoo  # noqa: PLC0415
-    from zoo_builder.config import load_config, preset_path  # noqa: PLC0415
-    from zoo_builder.storage import load_zoo  # noqa: PLC0415
-
     report = build_zoo(load_config(preset_path(preset)), zoo_dir, progress=progress)
     if report.chunks_trained == 0:
         log(f"[zoo] reusing the finished zoo at {zoo_dir} ({report.num_networks} networks)")
@@ -80,9 +89,6 @@ def stage_zoo(preset: str, zoo_dir: Path, progress: bool):
 
 def stage_tasks(zoo) -> tuple[dict, dict]:
     """Tasks by (name, split, all_checkpoints) (the scorer's cache key) and why others are unavailable."""
-    from benchmark import TaskUnavailable, load_task  # noqa: PLC0415
-    from benchmark.tasks import TASK_SPLITS, TASKS  # noqa: PLC0415
-
     tasks, unavailable = {}, {}
     for name in TASKS:
         for split in TASK_SPLITS[name]:
@@ -96,16 +102,11 @@ def stage_tasks(zoo) -> tuple[dict, dict]:
 
 def plan(tasks: dict, seeds: int) -> list[Job]:
     """Every (task, split, method, seed) whose method handles the task, in a fixed order."""
-    from baselines.run import METHODS, applies  # noqa: PLC0415
-
     return [Job(name, split, method, seed) for (name, split, _) in tasks
             for method in METHODS if applies(name, method) for seed in range(seeds)]
 
 
 def _existing_is_valid(path: Path, task) -> bool:
-    from leaderboard.submission import SubmissionError  # noqa: PLC0415
-    from leaderboard.validate import validate_submission  # noqa: PLC0415
-
     if not path.is_file():
         return False
     try:
@@ -117,11 +118,6 @@ def _existing_is_valid(path: Path, task) -> bool:
 
 def stage_baselines(jobs: list[Job], tasks: dict, sub_dir: Path, profile: str, progress: bool) -> dict:
     """Write every job's submission (kept when already valid); returns per-job {seconds | skipped | error}."""
-    from tqdm.auto import tqdm  # noqa: PLC0415
-
-    from baselines.run import fit_predict, settings_for  # noqa: PLC0415
-    from leaderboard.submission import write_submission  # noqa: PLC0415
-
     sub_dir.mkdir(parents=True, exist_ok=True)
     record, previous = {}, None
     bar = tqdm(jobs, desc="baselines", unit="run", disable=not progress, file=sys.stderr)
@@ -153,18 +149,12 @@ def stage_baselines(jobs: list[Job], tasks: dict, sub_dir: Path, profile: str, p
 
 def stage_score(jobs: list[Job], tasks: dict, zoo, sub_dir: Path, db: Path, progress: bool) -> dict:
     """Score every written submission into `db`; files already stored for this zoo are skipped."""
-    from tqdm.auto import tqdm  # noqa: PLC0415
-
-    from leaderboard.score import file_sha256, score_submission  # noqa: PLC0415
-    from leaderboard.store import add_result, connect, find_result  # noqa: PLC0415
-    from leaderboard.submission import SubmissionError  # noqa: PLC0415
-
     paths = [sub_dir / j.name for j in jobs if (sub_dir / j.name).is_file()]
     record = {}
     conn = connect(db)
     try:
         for path in tqdm(paths, desc="score", unit="file", disable=not progress, file=sys.stderr):
-            stored = find_result(conn, file_sha256(path), zoo.weights_fingerprint)
+            stored = find_result(conn, sha256_file(path), zoo.weights_fingerprint)
             if stored is not None:
                 record[path.name] = {"skipped": True, "id": stored}
                 continue
@@ -184,10 +174,6 @@ def stage_score(jobs: list[Job], tasks: dict, zoo, sub_dir: Path, db: Path, prog
 
 def stage_report(zoo, db: Path, out: Path, jobs: list[Job], sub_dir: Path, header: str) -> str:
     """leaderboard.md and index.html (tables, metric bars, seed-0 prediction plots); returns the markdown."""
-    from leaderboard.html import prediction_details, render_site  # noqa: PLC0415
-    from leaderboard.store import connect, entries  # noqa: PLC0415
-    from leaderboard.table import render  # noqa: PLC0415
-
     conn = connect(db)
     try:
         # Only this zoo's rows: a database reused across zoos keeps the others, but not in this report.
@@ -222,8 +208,6 @@ def _summary_cell(m: dict | None) -> str:
 
 def summary_markdown(rows: list[dict]) -> str:
     """One compact table per task: methods × (split, headline metric); mean ± std over seeds."""
-    from leaderboard.table import group_rows  # noqa: PLC0415
-
     by_task: dict[str, list[dict]] = {}
     for g in group_rows(rows):
         by_task.setdefault(g["task"], []).append(g)
@@ -250,8 +234,6 @@ def summary_markdown(rows: list[dict]) -> str:
 
 
 def machine() -> dict:
-    import jax  # noqa: PLC0415
-
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "python": platform.python_version(), "jax": jax.__version__,
             "devices": [str(d) for d in jax.devices()]}
@@ -297,9 +279,6 @@ def reproduce(preset: str = "small", out: str | Path = "results", seeds: int = 1
 
 
 def cmd_reproduce(args) -> int:
-    from zoo_builder.cli import enable_compile_cache  # noqa: PLC0415
-
-    enable_compile_cache()
     record = reproduce(args.preset, args.out, args.seeds, args.zoo, progress=not args.no_progress)
     if args.json:
         json.dump({k: v for k, v in record.items() if k != "markdown"}, sys.stdout, indent=2, sort_keys=True)

@@ -1,17 +1,17 @@
-"""The submission file: what a method predicts for a task's test part, in JSON or NPZ.
+"""The submission file format: what a method predicts for a task's test part, in JSON or NPZ.
 
 A submission names the task, split and zoo it was made for (so the scorer can
 refuse one made for other networks) and holds one prediction per test item,
 twins included. Two encodings of one content (docs/submission.md is the
-contract, leaderboard/submission.schema.json the JSON Schema):
+contract, benchmark/submission.schema.json the JSON Schema):
 
 * ``.json``: the metadata keys plus ``"predictions": {id: prediction}``;
 * ``.npz``: NumPy arrays only (read with ``allow_pickle=False``): ``metadata``
   (a 0-d unicode array holding the metadata as JSON), ``ids`` and one array
   per target, ``embedding`` (n, d), or ``PAIR_ID/P_i`` per pair and layer.
 
-`read_submission` checks the structure alone (no zoo needed); `leaderboard.validate`
-checks it against the task. Nothing here unpickles anything.
+`read_submission` checks the structure alone (no zoo needed);
+`benchmark.submission` checks it against the task. Nothing here unpickles anything.
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.splits import SPLITS
+from benchmark.tasks import TARGETS
+from zoo_builder.files import read_bounded
+
 FORMAT = "zoobench-submission"
 FORMAT_VERSION = 1
 # A file larger than this is refused before it is read whole (the tiny/small zoos need < 1 MiB).
@@ -35,13 +39,8 @@ MAX_BYTES = 64 << 20
 MAX_LISTED_PROBLEMS = 50
 PROBABILITY_TOLERANCE = 1e-3
 
-TASK_TARGETS = {
-    "generalization": ("test_acc", "gen_gap"),
-    "classification": ("dataset", "optimizer"),
-    "retrieval": (),
-    "merging": (),
-}
-SPLITS = ("id", "ood-width", "ood-task")
+# The targets a submission predicts per item: retrieval submits embeddings, not its target.
+TASK_TARGETS = {**TARGETS, "retrieval": ()}
 METADATA_KEYS = ("format", "format_version", "method", "version", "description", "task", "split",
                  "all_checkpoints", "zoo", "split_fingerprint", "seed")
 _PERM_NAME = re.compile(r"^P_(0|[1-9][0-9]*)$")
@@ -115,24 +114,7 @@ class Submission:
     predictions: Mapping[str, Any]
 
 
-# --------------------------------------------------------------------------- writing
-
-
-def task_metadata(task, *, method: str, version: str = "0", description: str = "",
-                  seed: int | None = None) -> Metadata:
-    """The metadata of a submission for `task` (a `benchmark.tasks.Task`); `seed`: the run's training seed."""
-    final_epoch = int(task.zoo.manifest["config"]["zoo"]["epochs"])
-    ids = task.test.ids
-    # load_task does not record all_checkpoints; its items say it: repeated ids or non-final epochs.
-    all_checkpoints = len(set(ids)) != len(ids) or any(int(e) != final_epoch for e in task.test.epochs)
-    if isinstance(seed, np.integer):
-        seed = int(seed)
-    if seed is not None and (problem := seed_problem(seed)):
-        raise ValueError(problem)
-    return Metadata(method=str(method), version=str(version), description=str(description), task=task.name,
-                    split=task.split, all_checkpoints=bool(all_checkpoints), zoo_name=task.zoo.name,
-                    weights_fingerprint=task.zoo.weights_fingerprint,
-                    split_fingerprint=task.split_fingerprint, seed=seed)
+# --------------------------------------------------------------------------- encodings
 
 
 def seed_problem(seed) -> str | None:
@@ -141,58 +123,6 @@ def seed_problem(seed) -> str | None:
         return None
     return (f"seed: expected a non-negative integer (the run's training seed; leave the key out when "
             f"there is none), got {_show(seed)}")
-
-
-def item_keys(task, all_checkpoints: bool) -> tuple[str, ...]:
-    """The prediction keys a submission for `task` must have: test ids, or ``id@epoch`` per checkpoint."""
-    if all_checkpoints:
-        return tuple(f"{i}@{int(e)}" for i, e in zip(task.test.ids, task.test.epochs, strict=True))
-    if task.name == "merging":
-        return tuple(p.pair_id for p in (*task.test.pairs, *task.test.synthetic_pairs))
-    return tuple(task.test.ids)
-
-
-def write_submission(path, *, task, method: str, version: str = "0", description: str = "",
-                     predictions: dict, seed: int | None = None) -> Path:
-    """Validate `predictions` for `task` and write them to `path` (``.json`` or ``.npz``, atomically).
-
-    predictions, keyed by the test part's ids (twins included):
-      generalization: ``{id: {"test_acc": float, "gen_gap": float}}`` (``id@epoch`` keys with
-        all_checkpoints);
-      classification: ``{id: {"dataset": c, "optimizer": c}}``, c a class name of
-        ``task.classes[target]`` or a list of probabilities over them;
-      retrieval: ``{id: embedding}`` (one length for all);
-      merging: ``{pair_id: {"P_0": perm, ...}}`` for every test pair and synthetic test pair.
-
-    seed: the training seed of this run (optional); the leaderboard shows runs of one
-    method and version with different seeds as mean ± standard deviation.
-
-    Raises `SubmissionError` listing every problem; nothing is written then.
-    """
-    from leaderboard.validate import check_against_task  # noqa: PLC0415 (validate imports this module)
-    from zoo_builder.storage import atomic_path  # noqa: PLC0415
-
-    path = Path(path)
-    if path.suffix not in (".json", ".npz"):
-        raise ValueError(f"path must end in .json or .npz, got {str(path)!r}")
-    meta = task_metadata(task, method=method, version=version, description=description, seed=seed)
-    if not isinstance(predictions, Mapping):
-        raise SubmissionError(path, [f"predictions: expected a dict keyed by item id, got "
-                                     f"{type(predictions).__name__}"])
-    problems: list[str] = []
-    preds = _check_predictions(meta.task, meta.all_checkpoints, dict(predictions), problems)
-    sub = Submission(path=path, encoding=path.suffix[1:], metadata=meta, predictions=preds)
-    if not problems:
-        problems += check_against_task(sub, task)
-    if problems:
-        raise SubmissionError(path, problems)
-    with atomic_path(path) as tmp:
-        if path.suffix == ".json":
-            tmp.write_text(json.dumps(to_json_doc(sub), sort_keys=True) + "\n", encoding="utf-8")
-        else:
-            with open(tmp, "wb") as f:
-                np.savez_compressed(f, **to_npz_arrays(sub))
-    return path
 
 
 def jsonable(value):
@@ -284,7 +214,7 @@ def read_with_problems(path, max_bytes: int = MAX_BYTES) -> tuple[Submission | N
     if meta is None:
         return None, problems
     raw_preds = preds
-    preds = _check_predictions(meta.task, meta.all_checkpoints, preds or {}, problems)
+    preds = check_predictions(meta.task, meta.all_checkpoints, preds or {}, problems)
     if encoding == "json" and not problems:
         problems += schema_problems({**meta_doc, "predictions": raw_preds})
     return Submission(path=path, encoding=encoding, metadata=meta, predictions=preds), problems
@@ -310,21 +240,15 @@ def schema_problems(doc: dict) -> list[str]:
 
 
 def _read_bounded(path: Path, max_bytes: int) -> bytes:
-    """The file's bytes, refusing it (by its size, before reading) when over `max_bytes`."""
+    """The file's bytes (`zoo_builder.files.read_bounded`), its refusals as a submission's problems."""
     try:
-        size = path.stat().st_size
+        raw = read_bounded(path, max_bytes, "submission")
     except OSError as e:
         raise SubmissionError(path, [f"file: cannot be read ({e.strerror or e})"]) from None
-    if not path.is_file():
-        raise SubmissionError(path, ["file: not a regular file"])
-    if size > max_bytes:
-        raise SubmissionError(path, [f"file: {size} bytes, over the limit of {max_bytes} bytes"])
-    if size == 0:
+    except ValueError as e:  # not a regular file, or over the limit
+        raise SubmissionError(path, [f"file: {str(e).removeprefix(f'{path}: ')}"]) from None
+    if not raw:
         raise SubmissionError(path, ["file: empty; expected a JSON or NPZ submission"])
-    with open(path, "rb") as f:
-        raw = f.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise SubmissionError(path, [f"file: over the limit of {max_bytes} bytes"])
     return raw
 
 
@@ -544,7 +468,7 @@ def _check_key(key, task: str, all_checkpoints: bool, problems: list[str]) -> bo
     return True
 
 
-def _check_predictions(task: str, all_checkpoints: bool, preds: dict, problems: list[str]) -> dict:
+def check_predictions(task: str, all_checkpoints: bool, preds: dict, problems: list[str]) -> dict:
     """Per-item structural checks; returns the predictions normalised (floats, NumPy arrays)."""
     out: dict[str, Any] = {}
     dims: dict[int, list[str]] = {}

@@ -1,86 +1,29 @@
-"""The `zoobench` command line.
+"""The `zoobench zoo ...` and `zoobench tasks` commands: build, merge, inspect, verify and import zoos.
 
-Every command that reports something takes `--json` and then prints exactly one
-JSON document on stdout (progress bars and logs go to stderr).
+They live at the top because `zoo verify` and `tasks` read the benchmark's split
+files and tasks as well as the zoo itself.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
-from zoo_builder.devices import use_every_cpu_core
+from benchmark.splits import SPLITS_DIR, SplitError, load_split, read_split
+from benchmark.tasks import tasks_summary
+from zoo_builder.build import build_zoo, build_zoo_in_processes, merge_zoos
+from zoo_builder.config import PRESETS, load_config, load_preset, preset_path
+from zoo_builder.devices import Cluster, barrier, join_cluster
+from zoo_builder.smallcnnzoo import import_smallcnnzoo, parse_input_shape
+from zoo_builder.storage import load_zoo, verify_zoo
+from zoobench.options import add_json_option, address, emit, non_negative_int, positive_int, shard
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-
-
-def enable_compile_cache() -> None:
-    """Reuse XLA compilations across runs (a zoo rebuild, a resumed build, the tests) and across
-    the baselines' tasks and splits, whose programs are often identical."""
-    import jax  # noqa: PLC0415
-
-    cache = os.environ.get("ZOOBENCH_COMPILE_CACHE", str(Path.home() / ".cache" / "zoobench" / "xla"))
-    if cache and cache.lower() not in ("0", "off", "none"):
-        jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-
-
-def _emit(args, doc: dict, text: str) -> None:
-    if getattr(args, "json", False):
-        json.dump(doc, sys.stdout, indent=2, sort_keys=True, default=str)
-        sys.stdout.write("\n")
-    else:
-        print(text)
-
-
-def _parse_shard(value: str) -> tuple[int, int]:
-    try:
-        i, n = (int(v) for v in value.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected I/N such as 0/4, got {value!r}") from None
-    if not 0 <= i < n:
-        raise argparse.ArgumentTypeError(f"expected 0 <= I < N, got {value!r}")
-    return i, n
-
-
-def _parse_address(value: str) -> str:
-    from zoo_builder.devices import parse_address  # noqa: PLC0415
-
-    try:
-        parse_address(value)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return value
-
-
-def _int_at_least(value: str, low: int) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = None
-    if n is None or n < low:
-        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value!r}")
-    return n
-
-
-def _positive_int(value: str) -> int:
-    return _int_at_least(value, 1)
-
-
-def _non_negative_int(value: str) -> int:
-    return _int_at_least(value, 0)
-
-
-# --------------------------------------------------------------------------- zoo commands
+EXIT_OK, EXIT_ERROR = 0, 1
 
 
 def _cluster(args):
     """The `Cluster` this build joins, or None for a single-process build."""
-    from zoo_builder.devices import Cluster  # noqa: PLC0415
-
     given = (args.coordinator, args.num_processes, args.process_id)
     if not args.distributed and given == (None, None, None):
         return None
@@ -91,14 +34,9 @@ def _cluster(args):
 
 
 def cmd_zoo_build(args) -> int:
-    from zoo_builder.build import build_zoo, build_zoo_in_processes  # noqa: PLC0415
-    from zoo_builder.config import load_config, load_preset  # noqa: PLC0415
-    from zoo_builder.devices import barrier, join_cluster  # noqa: PLC0415
-
     cluster = _cluster(args)
     cfg = load_config(args.config) if args.config else load_preset(args.preset)
     out = Path(args.out) if args.out else Path("zoos") / cfg.name
-    enable_compile_cache()
     if cluster is None:
         report = build_zoo(cfg, out, shard=args.shard, progress=not args.no_progress)
     else:
@@ -122,17 +60,15 @@ def cmd_zoo_build(args) -> int:
             f"compile {report.compile_s:.1f}s in the background, of which training waited "
             f"{report.manifest['build'].get('compile_wait_s', 0.0):.1f}s; run {report.run_s:.1f}s; "
             f"wall {report.wall_s:.1f}s)")
-    _emit(args, doc, text)
+    emit(args, doc, text)
     return EXIT_OK
 
 
 def cmd_zoo_merge(args) -> int:
-    from zoo_builder.build import merge_zoos  # noqa: PLC0415
-
     manifest = merge_zoos(args.shards, args.out)
     doc = {"path": args.out, "num_networks": manifest["num_networks"],
            "weights_fingerprint": manifest["weights_fingerprint"]}
-    _emit(args, doc, f"merged {len(args.shards)} shards into {args.out}: {manifest['num_networks']} networks")
+    emit(args, doc, f"merged {len(args.shards)} shards into {args.out}: {manifest['num_networks']} networks")
     return EXIT_OK
 
 
@@ -169,8 +105,6 @@ def zoo_summary(zoo) -> dict:
 
 
 def cmd_zoo_info(args) -> int:
-    from zoo_builder.storage import load_zoo  # noqa: PLC0415
-
     s = zoo_summary(load_zoo(args.zoo))
     lines = [f"zoo {s['name']} at {s['path']}: {s['num_networks']} networks, "
              f"checkpoints at epochs {s['checkpoint_epochs']}, {s['diverged']} diverged"]
@@ -181,7 +115,7 @@ def cmd_zoo_info(args) -> int:
         lines.append(f"    {ds:<14} mean {d['mean']}, quartiles {d['quantiles']}")
     lines.append(f"  gen gap       mean {s['gen_gap']['mean']}, quartiles {s['gen_gap']['quantiles']}")
     lines.append(f"  weights fingerprint {s['weights_fingerprint']}")
-    _emit(args, s, "\n".join(lines))
+    emit(args, s, "\n".join(lines))
     return EXIT_OK
 
 
@@ -192,8 +126,6 @@ def split_problems(root: Path, zoo_intact: bool) -> list[str]:
     when the zoo itself is intact, that it partitions exactly this zoo's networks.
     A file must also hold the split its name says, since `get_split` finds it by name.
     """
-    from benchmark.splits import SPLITS_DIR, SplitError, load_split, read_split  # noqa: PLC0415
-    from zoo_builder.storage import load_zoo  # noqa: PLC0415
 
     zoo = load_zoo(root, verify=False) if zoo_intact else None  # verified just before
     problems = []
@@ -209,41 +141,26 @@ def split_problems(root: Path, zoo_intact: bool) -> list[str]:
 
 
 def cmd_zoo_verify(args) -> int:
-    from zoo_builder.storage import verify_zoo  # noqa: PLC0415
-
     problems = verify_zoo(args.zoo)
     problems += split_problems(Path(args.zoo), zoo_intact=not problems)
     doc = {"path": args.zoo, "ok": not problems, "problems": problems}
     text = f"{args.zoo}: all files intact" if not problems else "\n".join(problems)
-    _emit(args, doc, text)
+    emit(args, doc, text)
     return EXIT_OK if not problems else EXIT_ERROR
 
 
 def cmd_zoo_preset(args) -> int:
-    from zoo_builder.config import preset_path  # noqa: PLC0415
-
     sys.stdout.write(preset_path(args.name).read_text(encoding="utf-8"))
     return EXIT_OK
 
 
-def _parse_input_shape(value: str) -> tuple[int, int, int]:
-    from benchmark.smallcnnzoo import parse_input_shape  # noqa: PLC0415
-
-    try:
-        return parse_input_shape(value)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def cmd_zoo_import_smallcnnzoo(args) -> int:
-    from benchmark.smallcnnzoo import import_smallcnnzoo  # noqa: PLC0415
-
     manifest = import_smallcnnzoo(args.src, args.out, dataset=args.dataset, input_shape=args.input_shape)
     doc = {"path": args.out, "name": manifest["name"], "num_networks": manifest["num_networks"],
            "checkpoints": manifest["source"]["checkpoints"],
            "input_shape": manifest["config"]["zoo"]["input_shape"],
            "weights_fingerprint": manifest["weights_fingerprint"]}
-    _emit(args, doc, f"imported {args.src} into {args.out}: {doc['num_networks']} networks, "
+    emit(args, doc, f"imported {args.src} into {args.out}: {doc['num_networks']} networks, "
                      f"{doc['checkpoints']} checkpoints, input shape {tuple(doc['input_shape'])}")
     return EXIT_OK
 
@@ -252,8 +169,6 @@ def cmd_zoo_import_smallcnnzoo(args) -> int:
 
 
 def cmd_tasks(args) -> int:
-    from benchmark.tasks import tasks_summary  # noqa: PLC0415
-
     s = tasks_summary(args.zoo)
     lines = [f"tasks on zoo {s['name']} at {s['path']} (weights fingerprint {s['weights_fingerprint']})"]
     for task, splits in s["tasks"].items():
@@ -266,33 +181,29 @@ def cmd_tasks(args) -> int:
             if "pairs" in d:
                 line += ", pairs " + "/".join(str(d["pairs"][p]) for p in ("train", "val", "test"))
             lines.append(line)
-    _emit(args, s, "\n".join(lines))
+    emit(args, s, "\n".join(lines))
     return EXIT_OK
 
 
-# --------------------------------------------------------------------------- parser
+def _input_shape(value: str) -> tuple[int, int, int]:
+    try:
+        return parse_input_shape(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def add_json_option(parser: argparse.ArgumentParser) -> None:
-    """`--json`: the command prints exactly one JSON document on stdout."""
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="zoobench", description="Model-zoo benchmark for learning over neural networks.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_commands(sub) -> None:
+    """Add the `zoo` command group and `tasks` to the ``zoobench`` parser's subcommands."""
     zoo = sub.add_parser("zoo", help="build, inspect and verify zoos of trained networks")
     zsub = zoo.add_subparsers(dest="zoo_command", required=True)
 
     b = zsub.add_parser("build", help="train a zoo from a preset or a TOML config (resumable)")
     src = b.add_mutually_exclusive_group()
-    src.add_argument("--preset", default="small", choices=["tiny", "small", "paper"],
+    src.add_argument("--preset", default="small", choices=list(PRESETS),
                      help="a config shipped with zoobench (default: small)")
     src.add_argument("--config", help="a zoo config TOML file (start from `zoobench zoo preset NAME`)")
     b.add_argument("--out", help="zoo directory (default: zoos/NAME)")
-    b.add_argument("--shard", type=_parse_shard, help="build only slice I of N (for array jobs), e.g. 0/4")
+    b.add_argument("--shard", type=shard, help="build only slice I of N (for array jobs), e.g. 0/4")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     d = b.add_argument_group(
         "multi-process build", "each process builds shard I/N of the zoo with its own devices, "
@@ -300,11 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--distributed", action="store_true",
                    help="join a jax.distributed build; options not given are auto-detected "
                         "(Slurm, Open MPI, JAX_COORDINATOR_ADDRESS)")
-    d.add_argument("--coordinator", type=_parse_address, metavar="HOST:PORT",
+    d.add_argument("--coordinator", type=address, metavar="HOST:PORT",
                    help="address of process 0, which listens on PORT")
-    d.add_argument("--num-processes", type=_positive_int, metavar="N", help="number of processes")
-    d.add_argument("--process-id", type=_non_negative_int, metavar="I", help="this process, 0..N-1")
-    d.add_argument("--init-timeout", type=_positive_int, default=300, metavar="SECONDS",
+    d.add_argument("--num-processes", type=positive_int, metavar="N", help="number of processes")
+    d.add_argument("--process-id", type=non_negative_int, metavar="I", help="this process, 0..N-1")
+    d.add_argument("--init-timeout", type=positive_int, default=300, metavar="SECONDS",
                    help="give up joining after this long (default: 300)")
     d.add_argument("--shards-dir", metavar="DIR",
                    help="where process I writes DIR/shard-I-of-N, on a filesystem every process "
@@ -330,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_zoo_verify)
 
     p = zsub.add_parser("preset", help="print a preset's TOML config, to copy and edit")
-    p.add_argument("name", choices=["tiny", "small", "paper"])
+    p.add_argument("name", choices=list(PRESETS))
     p.set_defaults(func=cmd_zoo_preset)
 
     imp = zsub.add_parser("import-smallcnnzoo", help="convert a downloaded Small CNN Zoo directory "
@@ -339,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--out", required=True, help="zoo directory to create (must not exist or be empty)")
     imp.add_argument("--dataset",
                      help="dataset name of every network (default: config.dataset, else SRC's name)")
-    imp.add_argument("--input-shape", type=_parse_input_shape, metavar="H,W,C",
+    imp.add_argument("--input-shape", type=_input_shape, metavar="H,W,C",
                      help="input shape (default: 28x28 for mnist/fashion_mnist, 32x32 for "
                           "cifar10/svhn_cropped, else 28,28,1 or 32,32,3 from the first kernel's channels)")
     add_json_option(imp)
@@ -349,41 +260,3 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("zoo", help="zoo directory (missing split files are written to ZOO/splits/)")
     add_json_option(t)
     t.set_defaults(func=cmd_tasks)
-
-    from leaderboard.cli import add_commands as add_leaderboard_commands  # noqa: PLC0415
-
-    add_leaderboard_commands(sub)
-
-    from baselines.run import add_commands as add_baselines_commands  # noqa: PLC0415
-
-    add_baselines_commands(sub)
-
-    from zoobench.reproduce import add_commands as add_reproduce_command  # noqa: PLC0415
-
-    add_reproduce_command(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    from zoo_builder.config import ConfigError  # noqa: PLC0415
-    from zoo_builder.devices import PeerFailed  # noqa: PLC0415
-    from zoo_builder.storage import ZooError  # noqa: PLC0415
-
-    args = build_parser().parse_args(argv)
-    use_every_cpu_core()
-    try:
-        return args.func(args)
-    except (ConfigError, ZooError, ValueError, KeyError, FileNotFoundError, ConnectionError, PeerFailed) as e:
-        msg = str(e) if not isinstance(e, KeyError) else str(e.args[0])
-        if getattr(args, "json", False):
-            json.dump({"error": msg}, sys.stdout)
-            sys.stdout.write("\n")
-        print(f"zoobench: error: {msg}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("zoobench: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
