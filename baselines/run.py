@@ -15,16 +15,14 @@ sense). `PROFILES` holds the hyper-parameters of each method per profile.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from baselines import classic, harness, ng_gnn_merging, weight_matching
 from benchmark.submission import write_submission
 from benchmark.tasks import TASKS, load_task
 
-PREDICTION_METHODS = (*classic.METHODS, "ng-gnn")
-MERGING_METHODS = (*weight_matching.MERGING_METHODS, "ng-gnn")
-METHODS = (*PREDICTION_METHODS, *weight_matching.MERGING_METHODS)
+PREDICTION_TASKS = ("generalization", "classification", "retrieval")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +36,49 @@ class MethodSettings:
 
     train: harness.TrainConfig | None = None
     model: tuple[tuple[str, object], ...] = ()
+
+
+
+def _classic(method: str, task, seed: int, settings: MethodSettings) -> dict:
+    trained, _ = classic.fit(method, task, seed=seed, train_cfg=settings.train, **dict(settings.model))
+    return classic.predict(trained, task.test)
+
+
+def _ng_gnn(method: str, task, seed: int, settings: MethodSettings) -> dict:
+    if task.name == "merging":
+        model, variables = ng_gnn_merging.default_model(seed=seed, **dict(settings.model))
+        return ng_gnn_merging.predict_pairs(model, variables, task.test)
+    cfg = harness.model_config_for(task, **dict(settings.model))
+    trained, _ = harness.fit(cfg, settings.train or harness.TrainConfig(progress=False), task, seed=seed)
+    return harness.predict(trained, task.test)
+
+
+def _weight_matching(method: str, task, seed: int, settings: MethodSettings) -> dict:
+    return weight_matching.predict_pairs(task.test, method, seed=seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A reference method: the tasks it handles and how it trains and predicts.
+
+    `fit_predict(name, task, seed, settings)` trains on ``task.train`` (selection on
+    ``task.val`` only) and returns the test predictions in the submission format.
+    """
+
+    name: str
+    tasks: tuple[str, ...]
+    fit_predict: Callable[[str, object, int, MethodSettings], dict]
+
+
+# Every reference method, in table order: adding a baseline is one module and one row here.
+REGISTRY: dict[str, Method] = {m.name: m for m in (
+    *(Method(name, PREDICTION_TASKS, _classic) for name in classic.METHODS),
+    Method("ng-gnn", (*PREDICTION_TASKS, "merging"), _ng_gnn),
+    *(Method(name, ("merging",), _weight_matching) for name in weight_matching.MERGING_METHODS),
+)}
+METHODS = tuple(REGISTRY)
+PREDICTION_METHODS = tuple(m for m in METHODS if set(PREDICTION_TASKS) <= set(REGISTRY[m].tasks))
+MERGING_METHODS = tuple(m for m in METHODS if "merging" in REGISTRY[m].tasks)
 
 
 # Per-profile settings. "full" is each method's defaults; "fast" fits every
@@ -87,32 +128,19 @@ def profile_table() -> str:
     """Markdown table of every method's settings per profile (docs/baselines.md embeds it; a test
     checks the copy is current)."""
     lines = ["| method | " + " | ".join(PROFILES) + " |", "|---|" + "---|" * len(PROFILES)]
-    for method in (*PREDICTION_METHODS, *weight_matching.MERGING_METHODS):
+    for method in METHODS:
         lines.append(f"| {method} | " + " | ".join(_settings_text(method, p) for p in PROFILES) + " |")
     return "\n".join(lines)
 
 
 def applies(task_name: str, method: str) -> bool:
-    """Whether `method` handles `task_name`: merging has its own methods (ng-gnn handles every task)."""
-    if task_name == "merging":
-        return method in MERGING_METHODS
-    return method in PREDICTION_METHODS
+    """Whether `method` handles `task_name` (`REGISTRY`)."""
+    return task_name in REGISTRY[method].tasks
 
 
 def fit_predict(method: str, task, seed: int, settings: MethodSettings = MethodSettings()) -> dict:
-    """Train `method` on `task` (selection on val) and return its test predictions (leaderboard format)."""
-    overrides = dict(settings.model)
-    if task.name == "merging":
-        if method == "ng-gnn":
-            model, variables = ng_gnn_merging.default_model(seed=seed, **overrides)
-            return ng_gnn_merging.predict_pairs(model, variables, task.test)
-        return weight_matching.predict_pairs(task.test, method, seed=seed)
-    if method == "ng-gnn":
-        cfg = harness.model_config_for(task, **overrides)
-        trained, _ = harness.fit(cfg, settings.train or harness.TrainConfig(progress=False), task, seed=seed)
-        return harness.predict(trained, task.test)
-    trained, _ = classic.fit(method, task, seed=seed, train_cfg=settings.train, **overrides)
-    return classic.predict(trained, task.test)
+    """Train `method` on `task` (selection on val) and return its test predictions (submission format)."""
+    return REGISTRY[method].fit_predict(method, task, seed, settings)
 
 
 def submission_name(task_name: str, split: str, method: str, seed: int) -> str:
@@ -125,7 +153,7 @@ def run(zoo, task_name: str, method: str, split: str = "id", seeds: Sequence[int
 
     `settings` (default: the `profile`'s for `method`) says how the method is trained.
     """
-    if method not in (*PREDICTION_METHODS, *MERGING_METHODS):
+    if method not in REGISTRY:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if task_name not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task_name!r}")
