@@ -322,12 +322,14 @@ def run_epochs(state, train_step, batches, n_train: int, validate, train_cfg, se
     best, best_metric, since, history = jax.device_get(state.params), -np.inf, 0, []
     bar = tqdm(range(train_cfg.epochs), disable=not train_cfg.progress, desc=desc)
     for epoch in bar:
-        losses = []
+        losses, weights = [], []
         for batch in batches(rng.permutation(n_train)):
             state, loss = train_step(state, *batch)
-            losses.append((float(loss), float(batch[-1].sum())))
+            # Kept on the device: reading it here would wait for every step (no host sync per step).
+            losses.append(loss)
+            weights.append(float(batch[-1].sum()))
         metric = validate(state.params)
-        train_loss = sum(l * w for l, w in losses) / sum(w for _, w in losses)
+        train_loss = float(np.dot(np.asarray(jax.device_get(losses)), weights) / sum(weights))
         history.append({"epoch": epoch, "train_loss": train_loss, "val_metric": metric})
         bar.set_postfix(epoch=epoch, val=f"{metric:.3f}", loss=f"{train_loss:.4f}")
         if metric > best_metric:

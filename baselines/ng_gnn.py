@@ -38,6 +38,7 @@ import jraph
 from benchmark.neural_graph import INPUT, OUTPUT
 
 KINDS = ("regression", "classification", "retrieval")
+LAYERS = ("factorised", "edge-mlp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +54,10 @@ class ModelConfig:
       embed_dim: retrieval embedding length.
       max_inputs, max_outputs: sizes of the position embedding tables (positions
         past them share the last entry).
+      layer: "factorised" (`FactorisedMessagePassing`: per edge only O(hidden · edge
+        features) work, no edge state) or "edge-mlp" (`MessagePassing`: a two-layer
+        MLP per edge and residual edge updates; the layer before the factorised one).
+      layer_norm: a LayerNorm after each residual update (off: ablation).
     """
 
     kind: str = "regression"
@@ -62,10 +67,14 @@ class ModelConfig:
     embed_dim: int = 16
     max_inputs: int = 1024
     max_outputs: int = 128
+    layer: str = "factorised"
+    layer_norm: bool = True
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.layer not in LAYERS:
+            raise ValueError(f"layer must be one of {LAYERS}, got {self.layer!r}")
         if not 1 <= self.num_layers <= 8:
             raise ValueError(f"num_layers must be in [1, 8], got {self.num_layers}")
 
@@ -79,10 +88,20 @@ def node_graph_index(graph: jraph.GraphsTuple) -> jnp.ndarray:
     return jnp.repeat(jnp.arange(n_graph), graph.n_node, total_repeat_length=graph.nodes["position"].shape[0])
 
 
-def aggregate(values: jnp.ndarray, segments: jnp.ndarray, num_segments: int) -> jnp.ndarray:
-    """[sum, mean, max] of `values` per segment; empty segments give 0 (not -inf)."""
+def segment_counts(segments: jnp.ndarray, num_segments: int) -> jnp.ndarray:
+    """(num_segments, 1) number of items per segment."""
+    return jax.ops.segment_sum(jnp.ones((segments.shape[0], 1), jnp.float32), segments, num_segments)
+
+
+def aggregate(values: jnp.ndarray, segments: jnp.ndarray, num_segments: int,
+              count: jnp.ndarray | None = None) -> jnp.ndarray:
+    """[sum, mean, max] of `values` per segment; empty segments give 0 (not -inf).
+
+    `count` (from `segment_counts`) can be passed when the segments repeat across layers.
+    """
     total = jax.ops.segment_sum(values, segments, num_segments)
-    count = jax.ops.segment_sum(jnp.ones_like(values[:, :1]), segments, num_segments)
+    if count is None:
+        count = segment_counts(segments, num_segments)
     biggest = jax.ops.segment_max(values, segments, num_segments)
     biggest = jnp.where(count > 0, biggest, 0.0)
     return jnp.concatenate([total, total / jnp.maximum(count, 1.0), biggest], axis=-1)
@@ -125,6 +144,7 @@ class MessagePassing(nn.Module):
 
     hidden: int
     update_edges: bool = True
+    layer_norm: bool = True
 
     @nn.compact
     def __call__(self, h, e, senders, receivers, reverse):
@@ -134,10 +154,45 @@ class MessagePassing(nn.Module):
         slots = receivers + n * reverse.astype(receivers.dtype)
         agg = aggregate(messages, slots, 2 * n)
         agg = jnp.concatenate([agg[:n], agg[n:]], axis=-1)
-        h = nn.LayerNorm()(h + MLP(self.hidden, self.hidden)(jnp.concatenate([h, agg], -1)))
+        norm = nn.LayerNorm() if self.layer_norm else (lambda x: x)
+        h = norm(h + MLP(self.hidden, self.hidden)(jnp.concatenate([h, agg], -1)))
         if self.update_edges:
-            e = nn.LayerNorm()(e + EdgeMLP(self.hidden, self.hidden)(h, e, senders, receivers))
+            e = (nn.LayerNorm() if self.layer_norm else (lambda x: x))(
+                e + EdgeMLP(self.hidden, self.hidden)(h, e, senders, receivers))
         return h, e
+
+
+class FactorisedMessagePassing(nn.Module):
+    """One layer whose per-edge work is O(hidden · k), not O(hidden²).
+
+    Messages ``m = gelu(A h_s + B h_r + C w)`` read the raw edge features ``w``
+    (k ≤ 10: a weight or a 3×3 kernel slice, and the reverse flag) in every layer
+    instead of a hidden-wide edge state, so no d×d map runs per edge. They are
+    aggregated by sum, mean and max separately for forward and reverse edges; the
+    message MLP's second linear layer then runs once per node on the aggregates
+    (it commutes with sum and mean; after max it is another, equally invariant,
+    function). Then a residual node update, as in `MessagePassing`.
+    """
+
+    hidden: int
+    layer_norm: bool = True
+
+    @nn.compact
+    def __call__(self, h, w, senders, receivers, slots, count):
+        n, d = h.shape[0], self.hidden
+        node = nn.Dense(2 * d, use_bias=False)(h)
+        messages = nn.gelu(node[senders, :d] + node[receivers, d:] + nn.Dense(d, name="edge_in")(w))
+        agg = aggregate(messages, slots, 2 * n, count)
+        agg = nn.Dense(d)(jnp.concatenate([agg[:n], agg[n:]], axis=-1))
+        h = h + MLP(d, d)(jnp.concatenate([h, agg], -1))
+        return nn.LayerNorm()(h) if self.layer_norm else h
+
+
+def edge_dim_of(variables) -> int:
+    """The edge width (values per weight, the reverse flag not counted) a model was initialised for."""
+    params = variables["params"]
+    edge_in = params["edge_in"] if "edge_in" in params else params["layers_0"]["edge_in"]
+    return int(edge_in["kernel"].shape[0]) - 1
 
 
 class NeuralGraphNet(nn.Module):
@@ -153,11 +208,15 @@ class NeuralGraphNet(nn.Module):
     def setup(self):
         cfg = self.config
         self.node_in = nn.Dense(cfg.hidden)
-        self.edge_in = nn.Dense(cfg.hidden)
         self.input_pos = nn.Embed(cfg.max_inputs, cfg.hidden)
         self.output_pos = nn.Embed(cfg.max_outputs, cfg.hidden)
-        self.layers = [MessagePassing(cfg.hidden, update_edges=i < cfg.num_layers - 1)
-                       for i in range(cfg.num_layers)]
+        if cfg.layer == "factorised":
+            self.layers = [FactorisedMessagePassing(cfg.hidden, cfg.layer_norm)
+                           for _ in range(cfg.num_layers)]
+        else:
+            self.edge_in = nn.Dense(cfg.hidden)
+            self.layers = [MessagePassing(cfg.hidden, update_edges=i < cfg.num_layers - 1,
+                                          layer_norm=cfg.layer_norm) for i in range(cfg.num_layers)]
         self.readout = MLP(cfg.hidden, cfg.hidden)
         if cfg.kind == "retrieval":
             self.embed = nn.Dense(cfg.embed_dim)
@@ -174,9 +233,18 @@ class NeuralGraphNet(nn.Module):
         h = h + jnp.where((kind == INPUT)[:, None], self.input_pos(jnp.minimum(p, cfg.max_inputs - 1)), 0)
         h = h + jnp.where((kind == OUTPUT)[:, None], self.output_pos(jnp.minimum(p, cfg.max_outputs - 1)), 0)
         # Hidden neurons get no position embedding: that is the permutation invariance.
-        e = self.edge_in(jnp.concatenate([graph.edges["weight"], graph.edges["reverse"][:, None]], -1))
+        w = jnp.concatenate([graph.edges["weight"], graph.edges["reverse"][:, None]], -1)
+        if cfg.layer == "edge-mlp":
+            e = self.edge_in(w)
+            for layer in self.layers:
+                h, e = layer(h, e, graph.senders, graph.receivers, graph.edges["reverse"])
+            return h
+        # Forward and reverse edges aggregate into separate slots: segment r + n * reverse.
+        n = h.shape[0]
+        slots = graph.receivers + n * graph.edges["reverse"].astype(graph.receivers.dtype)
+        count = segment_counts(slots, 2 * n)  # the same in every layer
         for layer in self.layers:
-            h, e = layer(h, e, graph.senders, graph.receivers, graph.edges["reverse"])
+            h = layer(h, w, graph.senders, graph.receivers, slots, count)
         return h
 
     def graph_embeddings(self, graph: jraph.GraphsTuple) -> jnp.ndarray:

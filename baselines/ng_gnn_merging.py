@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from baselines.ng_gnn import ModelConfig, NeuralGraphNet
+from baselines.ng_gnn import ModelConfig, NeuralGraphNet, edge_dim_of
 from benchmark.neural_graph import (
     budget_for,
     hidden_node_ids,
@@ -95,8 +95,8 @@ def predict_pairs(model: NeuralGraphNet, variables, part, edge_dim: int | None =
     """{pair_id: {"P_i": [ints]}} for a merging part's real and synthetic pairs."""
     pairs = (*part.pairs, *part.synthetic_pairs)
     ids = sorted({i for _, a, b in pairs for i in (a, b)})
-    if edge_dim is None:  # the model's edge width (its edge_in layer reads edge_dim + 1 features)
-        edge_dim = int(variables["params"]["edge_in"]["kernel"].shape[0]) - 1
+    if edge_dim is None:
+        edge_dim = edge_dim_of(variables)
     graphs = [network_graph(part.params(i), part.arch(i), edge_dim=edge_dim, reverse_edges=True) for i in ids]
     embeddings = dict(zip(ids, batched_node_embeddings(model, variables, graphs), strict=True))
     out = {}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from baselines import classic, harness, ng_gnn_merging, weight_matching
 from benchmark.submission import write_submission
@@ -39,22 +40,35 @@ class MethodSettings:
 
 
 
-def _classic(method: str, task, seed: int, settings: MethodSettings) -> dict:
-    trained, _ = classic.fit(method, task, seed=seed, train_cfg=settings.train, **dict(settings.model))
-    return classic.predict(trained, task.test)
+class Fitted(NamedTuple):
+    """A method's test predictions (submission format) and its training history.
+
+    history: one dict per epoch (``epoch``, ``train_loss``, ``val_metric``) for the
+    neural methods, one per target for the boosted trees, empty for methods that
+    do not train.
+    """
+
+    predictions: dict
+    history: list[dict]
 
 
-def _ng_gnn(method: str, task, seed: int, settings: MethodSettings) -> dict:
+def _classic(method: str, task, seed: int, settings: MethodSettings) -> Fitted:
+    trained, history = classic.fit(method, task, seed=seed, train_cfg=settings.train, **dict(settings.model))
+    return Fitted(classic.predict(trained, task.test), history)
+
+
+def _ng_gnn(method: str, task, seed: int, settings: MethodSettings) -> Fitted:
     if task.name == "merging":
         model, variables = ng_gnn_merging.default_model(seed=seed, **dict(settings.model))
-        return ng_gnn_merging.predict_pairs(model, variables, task.test)
+        return Fitted(ng_gnn_merging.predict_pairs(model, variables, task.test), [])
     cfg = harness.model_config_for(task, **dict(settings.model))
-    trained, _ = harness.fit(cfg, settings.train or harness.TrainConfig(progress=False), task, seed=seed)
-    return harness.predict(trained, task.test)
+    train_cfg = settings.train or harness.TrainConfig(progress=False)
+    trained, history = harness.fit(cfg, train_cfg, task, seed=seed)
+    return Fitted(harness.predict(trained, task.test), history)
 
 
-def _weight_matching(method: str, task, seed: int, settings: MethodSettings) -> dict:
-    return weight_matching.predict_pairs(task.test, method, seed=seed)
+def _weight_matching(method: str, task, seed: int, settings: MethodSettings) -> Fitted:
+    return Fitted(weight_matching.predict_pairs(task.test, method, seed=seed), [])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,12 +76,13 @@ class Method:
     """A reference method: the tasks it handles and how it trains and predicts.
 
     `fit_predict(name, task, seed, settings)` trains on ``task.train`` (selection on
-    ``task.val`` only) and returns the test predictions in the submission format.
+    ``task.val`` only) and returns a `Fitted`: the test predictions in the submission
+    format and the training history.
     """
 
     name: str
     tasks: tuple[str, ...]
-    fit_predict: Callable[[str, object, int, MethodSettings], dict]
+    fit_predict: Callable[[str, object, int, MethodSettings], Fitted]
 
 
 # Every reference method, in table order: adding a baseline is one module and one row here.
@@ -113,12 +128,21 @@ def settings_for(method: str, profile: str = "full") -> MethodSettings:
     return PROFILES[profile].get(method, MethodSettings())
 
 
+def _default_train(method: str) -> harness.TrainConfig:
+    return classic.DEFAULT_TRAIN if method in classic.NEURAL else harness.TrainConfig(progress=False)
+
+
+def epoch_cap(method: str, profile: str) -> int:
+    """The most epochs `method` trains for under `profile` (early stopping usually ends it sooner)."""
+    return (settings_for(method, profile).train or _default_train(method)).epochs
+
+
 def _settings_text(method: str, profile: str) -> str:
     """The non-default hyper-parameters of `method` under `profile`, as ``name=value`` pairs."""
     settings = settings_for(method, profile)
     parts = [f"{k}={v}" for k, v in settings.model]
     if settings.train is not None:
-        base = classic.DEFAULT_TRAIN if method in classic.NEURAL else harness.TrainConfig(progress=False)
+        base = _default_train(method)
         parts += [f"{f.name}={getattr(settings.train, f.name)}" for f in dataclasses.fields(settings.train)
                   if f.name != "progress" and getattr(settings.train, f.name) != getattr(base, f.name)]
     return ", ".join(parts) or "defaults"
@@ -138,8 +162,8 @@ def applies(task_name: str, method: str) -> bool:
     return task_name in REGISTRY[method].tasks
 
 
-def fit_predict(method: str, task, seed: int, settings: MethodSettings = MethodSettings()) -> dict:
-    """Train `method` on `task` (selection on val) and return its test predictions (submission format)."""
+def fit_predict(method: str, task, seed: int, settings: MethodSettings = MethodSettings()) -> Fitted:
+    """Train `method` on `task` (selection on val): its test predictions and training history."""
     return REGISTRY[method].fit_predict(method, task, seed, settings)
 
 
@@ -164,7 +188,7 @@ def run(zoo, task_name: str, method: str, split: str = "id", seeds: Sequence[int
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for seed in seeds:
-        preds = fit_predict(method, task, int(seed), settings or settings_for(method, profile))
+        preds = fit_predict(method, task, int(seed), settings or settings_for(method, profile)).predictions
         path = out_dir / submission_name(task_name, split, method, seed)
         paths.append(write_submission(path, task=task, method=method, version="0",
                                       description=f"zoobench reference baseline {method} ({profile} profile)",

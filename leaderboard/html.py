@@ -106,7 +106,7 @@ def _table(group: dict) -> str:
 
 
 def render_site(rows: list[dict], out_dir, details: list[dict] | None = None, *,
-                title: str = "zoobench leaderboard") -> Path:
+                title: str = "zoobench leaderboard", curves: list[dict] | None = None) -> Path:
     """Write OUT_DIR/index.html and its PNG plots; returns the page's path.
 
     Args:
@@ -114,6 +114,8 @@ def render_site(rows: list[dict], out_dir, details: list[dict] | None = None, *,
       details: optional per-submission predictions (`prediction_details`):
         dicts with method, version, task, split and either ``y_true``/``y_pred``
         (generalization, test accuracy) or ``embeddings``/``labels`` (retrieval).
+      curves: optional learning curves of the runs (`plots.learning_curves`): dicts
+        with ``title`` and ``history``; drawn in one figure at the end.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -144,6 +146,12 @@ def render_site(rows: list[dict], out_dir, details: list[dict] | None = None, *,
             plots.embedding_projection(d, out_dir / png)
             body.append(f"<h3>{esc(d['method'])} {esc(d['version'])}: embeddings (PCA)</h3>")
             body.append(f'<img src="{esc(png)}" alt="{esc("PCA of " + d["method"])}">')
+    if curves:
+        plots.learning_curves(curves, out_dir / "learning-curves.png")
+        body.append("<h2>learning curves</h2>")
+        body.append('<p class="meta">train loss (blue, log scale) and validation metric (orange) per epoch; '
+                    "the dashed line marks the epoch model selection kept</p>")
+        body.append('<img src="learning-curves.png" alt="learning curves of the baseline runs">')
     page = ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
             + "\n".join(body) + f"\n<script>{SCRIPT}</script>\n</body>\n</html>\n")

@@ -4,6 +4,7 @@
   method with its bootstrap interval as an error bar (mean ± std over seeds
   for a row aggregated over several seeds);
 * `generalization_scatter`: predicted vs true test accuracy, one panel per method;
+* `learning_curves`: train loss and validation metric per epoch of baseline runs;
 * `embedding_projection`: a 2-D PCA (numpy SVD) of a retrieval submission's
   embeddings, coloured by the item's label (the dataset it was trained on).
 """
@@ -129,4 +130,38 @@ def embedding_projection(detail: dict, path) -> None:
     ax.set_ylabel("PC 2", fontsize=7)
     ax.tick_params(labelsize=7)
     ax.set_title(_text(f"{detail['method']} {detail['version']} ({detail['split']}): embeddings"), fontsize=8)
+    _save(fig, path)
+
+
+def learning_curves(curves: list[dict], path) -> None:
+    """Train loss and validation metric per epoch, one panel per run.
+
+    `curves` items have ``title`` and ``history`` (dicts with ``epoch``,
+    ``train_loss``, ``val_metric``); ``best`` marks the epoch model selection kept
+    (the best validation metric), so a reader sees whether early stopping fired.
+    """
+    curves = [c for c in curves if any("epoch" in h for h in c["history"])]
+    n = max(len(curves), 1)
+    ncol = min(n, 4)
+    nrow = math.ceil(n / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.0 * ncol, 2.4 * nrow), squeeze=False)
+    for ax, c in zip(axes.flat, curves, strict=False):
+        h = [e for e in c["history"] if "epoch" in e]
+        epochs = [e["epoch"] for e in h]
+        ax.plot(epochs, [_num(e["train_loss"]) for e in h], color="#4c72b0", linewidth=1.0)
+        ax.set_ylabel("train loss", fontsize=6, color="#4c72b0")
+        ax.set_yscale("log")
+        val = ax.twinx()
+        metric = [_num(e["val_metric"]) for e in h]
+        val.plot(epochs, metric, color="#dd8452", linewidth=1.0)
+        if np.isfinite(metric).any():
+            best = int(np.nanargmax(metric))
+            val.axvline(epochs[best], color="#555555", linewidth=0.6, linestyle="--")
+        val.set_ylabel("val metric", fontsize=6, color="#dd8452")
+        ax.set_title(_text(c["title"]), fontsize=7)
+        ax.set_xlabel("epoch", fontsize=6)
+        for a in (ax, val):
+            a.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(curves):]:
+        ax.axis("off")
     _save(fig, path)

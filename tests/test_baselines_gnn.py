@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from baselines import harness, ng_gnn_merging
-from baselines.ng_gnn import ModelConfig, NeuralGraphNet
+from baselines.ng_gnn import LAYERS, ModelConfig, NeuralGraphNet
 from benchmark import load_task
+from benchmark.metrics import kendall_tau
 from benchmark.neural_graph import budget_for, hidden_node_ids, network_graph, pad_batch
 from benchmark.submission import write_submission
 from zoo_builder.permutation import apply_permutation, permutation_spec, random_permutations
@@ -61,10 +62,12 @@ def networks(gen_task):
     return {f: _network(gen_task, f, 2) for f in ("mlp", "cnn")}
 
 
-@pytest.fixture(scope="module")
-def model(networks):
-    """A raw-logit model (no squashing head), so output differences are not hidden by a sigmoid."""
-    cfg = ModelConfig(kind="classification", outputs=(("a", 5),), hidden=16, num_layers=2)
+@pytest.fixture(scope="module", params=LAYERS)
+def model(networks, request):
+    """A raw-logit model (no squashing head), so output differences are not hidden by a sigmoid;
+    one per message-passing layer."""
+    cfg = ModelConfig(kind="classification", outputs=(("a", 5),), hidden=16, num_layers=2,
+                      layer=request.param)
     net = NeuralGraphNet(cfg)
     return net, net.init(jax.random.PRNGKey(0), _batch(*networks["mlp"]))
 
@@ -138,7 +141,7 @@ def test_trains_beats_constant_and_compiles_once(gen_task, tmp_path):
     y_train, y_val = gen_task.train.targets, gen_task.val.targets
     wins = []
     for t in gen_task.targets:
-        tau = harness.kendall(y_val[t], out[t][:, 0])
+        tau = kendall_tau(y_val[t], out[t][:, 0])
         mse = float(np.mean((out[t][:, 0] - y_val[t]) ** 2))
         const = float(np.mean((np.mean(y_train[t]) - y_val[t]) ** 2))
         wins.append(tau > 0 or mse < const)  # a constant predictor has tau 0

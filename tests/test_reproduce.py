@@ -6,8 +6,10 @@ import json
 import re
 import sqlite3
 
+import numpy as np
 import pytest
 
+from baselines.classic import NEURAL as CLASSIC_NEURAL
 from baselines.run import MERGING_METHODS, PREDICTION_METHODS
 from benchmark.tasks import TASK_SPLITS
 from zoobench import cli
@@ -28,6 +30,9 @@ def _tables(markdown: str) -> dict[tuple[str, str], dict[str, dict[str, str]]]:
             else:
                 out[current][cells[0].split()[0]] = dict(zip(header, cells, strict=True))
     return out
+
+
+NEURAL = (*CLASSIC_NEURAL, "ng-gnn")
 
 
 def _value(cell: str) -> float:
@@ -59,6 +64,13 @@ def test_every_baseline_on_every_task_and_split(reproduced):
                                       for t, _ in expected)
     with sqlite3.connect(out / "leaderboard.sqlite") as conn:
         assert conn.execute("SELECT COUNT(*) FROM submissions").fetchone()[0] == len(record["runs"])
+    # Every neural run records its learning curve and whether early stopping ended it before the cap.
+    for name, run in record["runs"].items():
+        if any(name.endswith(f"-{m}-seed0.json") for m in NEURAL) and not name.startswith("merging"):
+            epochs = [h for h in run["history"] if "epoch" in h]
+            assert len(epochs) == run["epochs"] >= 1 and run["epochs"] <= run["epoch_cap"], name
+            assert run["stopped_early"] == (run["epochs"] < run["epoch_cap"])
+            assert all(np.isfinite(h["train_loss"]) for h in epochs)
 
 
 def test_scores_show_the_symmetries(reproduced):
@@ -84,6 +96,7 @@ def test_page_and_plots(reproduced):
     images = re.findall(r'<img src="([^"]+)"', page)
     assert any(i.startswith("generalization-") for i in images)
     assert any(i.startswith("embedding-") for i in images)
+    assert "learning-curves.png" in images
     assert len([i for i in images if i.startswith("bars-")]) == sum(len(s) for s in TASK_SPLITS.values())
     for image in images:
         assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

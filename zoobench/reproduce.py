@@ -33,16 +33,16 @@ from pathlib import Path
 import jax
 from tqdm.auto import tqdm
 
-from baselines.run import METHODS, applies, fit_predict, settings_for, submission_name
+from baselines.run import METHODS, applies, epoch_cap, fit_predict, settings_for, submission_name
 from benchmark.submission import SubmissionError, validate_submission, write_submission
 from benchmark.tasks import TASK_SPLITS, TASKS, TaskUnavailable, load_task
 from leaderboard.html import prediction_details, render_site
-from leaderboard.score import score_submission
+from leaderboard.score import score_submission, strict_json
 from leaderboard.store import add_result, connect, entries, find_result
 from leaderboard.table import group_rows, render
 from zoo_builder.build import build_zoo
 from zoo_builder.config import load_config, preset_path
-from zoo_builder.files import sha256_file
+from zoo_builder.files import sha256_file, write_json
 from zoo_builder.storage import load_zoo
 
 PRESET_PROFILE = {"tiny": "smoke", "small": "fast", "paper": "full"}
@@ -116,6 +116,18 @@ def _existing_is_valid(path: Path, task) -> bool:
     return True
 
 
+def _history_path(submission: Path) -> Path:
+    """Where a run's learning curve is kept beside its submission (a kept submission keeps its curve)."""
+    return submission.with_suffix(".history.json")
+
+
+def _read_history(submission: Path) -> list[dict]:
+    try:
+        return json.loads(_history_path(submission).read_text(encoding="utf-8"))["history"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
 def stage_baselines(jobs: list[Job], tasks: dict, sub_dir: Path, profile: str, progress: bool) -> dict:
     """Write every job's submission (kept when already valid); returns per-job {seconds | skipped | error}."""
     sub_dir.mkdir(parents=True, exist_ok=True)
@@ -130,19 +142,25 @@ def stage_baselines(jobs: list[Job], tasks: dict, sub_dir: Path, profile: str, p
         previous = task
         path = sub_dir / job.name
         if _existing_is_valid(path, task):
-            record[job.name] = {"skipped": True}
+            record[job.name] = {"skipped": True, "history": _read_history(path)}
             continue
         t0 = time.perf_counter()
         try:
-            preds = fit_predict(job.method, task, job.seed, settings_for(job.method, profile))
+            fitted = fit_predict(job.method, task, job.seed, settings_for(job.method, profile))
             write_submission(path, task=task, method=job.method, version="0", seed=job.seed,
                              description=f"zoobench reference baseline {job.method} ({profile} profile)",
-                             predictions=preds)
+                             predictions=fitted.predictions)
         except Exception as e:  # noqa: BLE001 (one failed run must not lose the others)
             record[job.name] = {"error": f"{type(e).__name__}: {e}"}
             bar.write(f"[baselines] {job.name} failed: {type(e).__name__}: {e}")
             continue
-        record[job.name] = {"seconds": round(time.perf_counter() - t0, 2)}
+        history = strict_json(fitted.history)
+        write_json(_history_path(path), {"history": history})
+        record[job.name] = {"seconds": round(time.perf_counter() - t0, 2), "history": history}
+        epochs = sum("epoch" in h for h in history)
+        if epochs:  # did early stopping end it, or the cap?
+            record[job.name].update(epochs=epochs, epoch_cap=epoch_cap(job.method, profile),
+                                    stopped_early=epochs < epoch_cap(job.method, profile))
     bar.close()
     return record
 
@@ -172,7 +190,8 @@ def stage_score(jobs: list[Job], tasks: dict, zoo, sub_dir: Path, db: Path, prog
     return record
 
 
-def stage_report(zoo, db: Path, out: Path, jobs: list[Job], sub_dir: Path, header: str) -> str:
+def stage_report(zoo, db: Path, out: Path, jobs: list[Job], sub_dir: Path, header: str,
+                 runs: dict | None = None) -> str:
     """leaderboard.md and index.html (tables, metric bars, seed-0 prediction plots); returns the markdown."""
     conn = connect(db)
     try:
@@ -185,7 +204,10 @@ def stage_report(zoo, db: Path, out: Path, jobs: list[Job], sub_dir: Path, heade
     (out / "summary.md").write_text(header + summary_markdown(rows), encoding="utf-8")
     plotted = [sub_dir / j.name for j in jobs
                if j.seed == 0 and j.task in ("generalization", "retrieval") and (sub_dir / j.name).is_file()]
-    render_site(rows, out, prediction_details(plotted, zoo), title=f"zoobench leaderboard: zoo {zoo.name}")
+    curves = [{"title": f"{j.method} {j.task}/{j.split}", "history": runs[j.name]["history"]}
+              for j in jobs if j.seed == 0 and (runs or {}).get(j.name, {}).get("history")]
+    render_site(rows, out, prediction_details(plotted, zoo), title=f"zoobench leaderboard: zoo {zoo.name}",
+                curves=curves)
     return markdown
 
 
@@ -263,7 +285,7 @@ def reproduce(preset: str = "small", out: str | Path = "results", seeds: int = 1
     header = (f"# zoobench leaderboard: zoo `{zoo.name}` ({zoo.weights_fingerprint[:12]})\n\n"
               f"`zoobench reproduce --preset {preset} --seeds {seeds}`, baselines' `{profile}` profile; "
               f"{info['cpu_count']} CPU cores, devices {', '.join(info['devices'])}, jax {info['jax']}.\n\n")
-    markdown = timed("report", timings, stage_report, zoo, db, out, jobs, sub_dir, header)
+    markdown = timed("report", timings, stage_report, zoo, db, out, jobs, sub_dir, header, runs)
     timings["total"] = round(time.perf_counter() - t0, 2)
 
     failed = sorted(n for n, r in {**runs, **scores}.items() if "error" in r)
