@@ -43,8 +43,6 @@ import random
 import re
 
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 _BUILTIN = ("digits", "mnist5k", "mnist1d")
 _TFDS_PREFIX = "tfds:"
@@ -178,6 +176,9 @@ def _check_shape(input_shape) -> tuple[int, int, int]:
 
 
 def _stratified_split(x: np.ndarray, y: np.ndarray, test_size: float | int) -> _Raw:
+    # scikit-learn only when a dataset is loaded: importing this module stays light (a test checks).
+    from sklearn.model_selection import train_test_split  # noqa: PLC0415
+
     x_tr, x_te, y_tr, y_te = train_test_split(
         x, y, test_size=test_size, random_state=_SPLIT_SEED, stratify=y
     )
@@ -185,6 +186,8 @@ def _stratified_split(x: np.ndarray, y: np.ndarray, test_size: float | int) -> _
 
 
 def _load_digits() -> _Raw:
+    from sklearn.datasets import load_digits  # noqa: PLC0415 (as in _stratified_split)
+
     digits = load_digits()
     return _stratified_split(digits.images[..., None], digits.target, test_size=0.3)
 
