@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from conftest import MINI_DOC, REPO_ROOT, copy_zoo, flip_byte, mini_config, mini
 
 from zoo_builder import build as build_module
 from zoo_builder.build import PARTS_DIR, build_zoo, merge_zoos
-from zoo_builder.config import config_from_dict, load_preset, sample_networks
+from zoo_builder.config import config_from_dict, load_preset, preset_path, sample_networks
 from zoo_builder.storage import MANIFEST, WEIGHTS_DIR, ZooError, load_zoo, read_manifest, verify_zoo
 
 
@@ -82,8 +83,9 @@ def test_training_learns_something(tiny_zoo):
     table = load_zoo(tiny_zoo).table
     assert (table["status"] == "ok").all()
     final = table[table["final"]]
-    # Two short epochs: little, but clearly more than chance (0.1) on average.
-    assert final["test_acc"].mean() > 0.15 and final["test_acc"].max() > 0.3
+    # Two short epochs: little, but clearly more than chance (0.1) on average; the best of 12
+    # networks on 64 test examples at 16 or more right (0.297 with training version 2's dropout).
+    assert final["test_acc"].mean() > 0.15 and final["test_acc"].max() >= 0.25
     loss = table.pivot(index="network_id", columns="epoch", values="train_loss")
     assert (loss[2] < loss[1]).mean() >= 0.75
 
@@ -95,6 +97,39 @@ def test_same_config_twice_gives_the_same_zoo(tiny_zoo, tiny_config, tmp_path):
     report = build_zoo(tiny_config, tmp_path / "again", progress=False)
     assert report.chunks_trained == 2
     assert_same_zoo(tiny_zoo, tmp_path / "again")
+
+
+def _tiny_with_dropout(width_buckets: list[int]) -> dict:
+    """A few networks of the tiny preset, all with dropout: MLPs and CNNs of width 8 and a 12-wide MLP."""
+    doc = tomllib.loads(preset_path("tiny").read_text())
+    doc["zoo"].update(num_networks=8, epochs=2, checkpoint_epochs=[2], max_train=128, max_test=64)
+    doc["hyper"]["dropout"] = 0.2
+    doc["training"]["width_buckets"] = width_buckets
+    return doc
+
+
+def test_the_width_bucket_does_not_change_a_networks_weights(tmp_path):
+    """The same network trained padded to 16 units or unpadded in a bucket of 8 gets the same weights.
+
+    README promises "the same config -> the same networks, ids and weights"; the
+    dropout mask once hashed each unit's flat index in the *padded* layer, so the
+    bucket shifted every real unit's random stream.
+    """
+    zoos = {}
+    for buckets in ([16], [8, 16]):
+        cfg = config_from_dict(_tiny_with_dropout(buckets), source=f"tests:tiny-dropout-{buckets}")
+        build_zoo(cfg, tmp_path / f"b{len(buckets)}", progress=False)
+        zoos[len(buckets)] = load_zoo(tmp_path / f"b{len(buckets)}")
+    padded, unpadded = zoos[1].final.set_index("network_id"), zoos[2].final.set_index("network_id")
+    assert sorted(padded.index) == sorted(unpadded.index)
+    moved = padded.index[padded["group"] != unpadded.loc[padded.index, "group"]]
+    assert set(padded.loc[moved, "family"]) == {"mlp", "cnn"}  # both families changed bucket
+    assert len(moved) < len(padded)  # and the 12-wide MLPs did not
+    for nid in padded.index:
+        for i, (la, lb) in enumerate(zip(zoos[1].params(nid), zoos[2].params(nid), strict=True)):
+            for key in ("kernel", "bias"):
+                np.testing.assert_allclose(la[key], lb[key], atol=1e-5, rtol=0,
+                                           err_msg=f"network {nid} layer {i} {key}")
 
 
 def _config_file(tmp_path: Path, doc: dict) -> Path:

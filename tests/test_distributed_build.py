@@ -20,8 +20,7 @@ from test_build import assert_same_zoo
 
 from zoo_builder.build import build_zoo, build_zoo_in_processes, process_shard_dir
 from zoo_builder.devices import Cluster, PeerFailed
-from zoo_builder.files import write_json
-from zoo_builder.storage import MANIFEST, ZooError, load_zoo
+from zoo_builder.storage import MANIFEST, ZooError, load_zoo, write_manifest
 from zoobench.cli import main
 
 # Every process must join within this (seconds); the failure tests wait for it to pass.
@@ -151,8 +150,8 @@ def test_a_failed_merge_stops_every_process_with_its_message(tiny_config, tmp_pa
     shard1 = process_shard_dir(out, (1, 2))
     build_zoo(tiny_config, shard1, shard=(1, 2), progress=False)  # finished earlier, then damaged:
     manifest = json.loads((shard1 / MANIFEST).read_text())
-    manifest["datasets"]["digits"]["n_test"] += 1  # not covered by any file checksum
-    write_json(shard1 / MANIFEST, manifest)
+    manifest["datasets"]["digits"]["n_test"] += 1  # resealed: an intact manifest of other data
+    write_manifest(shard1, manifest)
 
     reports, errors = _run_threads(tiny_config, out, 2)
     assert not reports and set(errors) == {0, 1}

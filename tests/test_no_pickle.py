@@ -65,13 +65,13 @@ def _weights_file(zoo_dir: Path) -> str:
 def _rehash(zoo_dir: Path, rel: str) -> None:
     """Make the manifest's checksum of `rel`, and so its weights fingerprint, match its (planted) content."""
     from zoo_builder.files import sha256_file
-    from zoo_builder.storage import weights_fingerprint
+    from zoo_builder.storage import weights_fingerprint, write_manifest
 
     mpath = zoo_dir / "manifest.json"
     manifest = json.loads(mpath.read_text())
     manifest["files"][rel] = sha256_file(zoo_dir / rel)
     manifest["weights_fingerprint"] = weights_fingerprint(manifest["files"])
-    mpath.write_text(json.dumps(manifest))
+    write_manifest(zoo_dir, manifest)
 
 
 def _zoo_cli_fails(zoo_dir: Path, rel: str, capsys, cmds) -> None:

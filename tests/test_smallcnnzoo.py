@@ -245,6 +245,7 @@ def test_manifest(source, imported):
                                     for name in ("weights.npy", "layout.csv", "metrics.csv.gz")}
     assert set(m["files"]) == {storage.TABLE} | {f"{storage.WEIGHTS_DIR}/{p.name}"
                                                  for p in (imported / storage.WEIGHTS_DIR).iterdir()}
+    assert m[storage.MANIFEST_CHECKSUM] == storage.manifest_sha256(m)  # the importer seals it too
     assert verify_zoo(imported) == []
     assert sorted(p.name for p in imported.parent.iterdir()) == ["mnist", "zoo"]  # no temporary left
 

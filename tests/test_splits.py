@@ -34,8 +34,7 @@ from benchmark.splits import (
 from benchmark.twins import pick_twins
 from zoo_builder.config import load_preset, sample_networks
 from zoo_builder.datasets import parse_dataset_name
-from zoo_builder.files import write_json
-from zoo_builder.storage import MANIFEST, WEIGHTS_DIR, load_zoo, weights_fingerprint
+from zoo_builder.storage import MANIFEST, WEIGHTS_DIR, load_zoo, weights_fingerprint, write_manifest
 
 DATASETS = {"digits": "digits", "digits@perm1": "digits", "mnist5k": "mnist5k", "mnist1d": "mnist1d"}
 
@@ -281,7 +280,7 @@ def test_a_split_of_another_zoo_is_refused(zoo_dir, tmp_path):
     # A rebuilt zoo: other weights (only their checksums are read here), so another fingerprint.
     manifest["files"][min(k for k in manifest["files"] if k.startswith(WEIGHTS_DIR))] = "a" * 64
     manifest["weights_fingerprint"] = other = weights_fingerprint(manifest["files"])
-    write_json(other_dir / MANIFEST, manifest)
+    write_manifest(other_dir, manifest)
     with pytest.raises(SplitError) as e:
         load_split(path, other_dir)
     assert str(path) in str(e.value) and other in str(e.value)

@@ -19,17 +19,22 @@ from safetensors.numpy import load_file
 from zoo_builder.architecture import ArchSpec, apply, check_params
 from zoo_builder.config import sample_networks
 from zoo_builder.datasets import load_dataset
+from zoo_builder.files import write_json
 from zoo_builder.storage import (
     FORMAT,
     FORMAT_VERSION,
     MANIFEST,
+    MANIFEST_CHECKSUM,
     TABLE,
     WEIGHTS_DIR,
     ZooError,
+    json_sha256,
     load_zoo,
+    manifest_sha256,
     tensor_name,
     verify_zoo,
     weights_fingerprint,
+    write_manifest,
 )
 
 _apply = jax.jit(apply, static_argnums=0)
@@ -305,9 +310,12 @@ def test_a_tampered_checksum_is_reported(zoo_copy):
     assert verify_zoo(zoo_copy) == [f"{zoo_copy / MANIFEST}: {problem}"]
     with pytest.raises(ZooError, match=problem):
         load_zoo(zoo_copy)
-    # Tampered together, the manifest is consistent again: the file's own checksum gives it away.
+    # With the fingerprint alone rehashed, the manifest's own checksum no longer agrees.
     manifest["weights_fingerprint"] = weights_fingerprint(manifest["files"])
     (zoo_copy / MANIFEST).write_text(json.dumps(manifest))
+    assert verify_zoo(zoo_copy)[0].startswith(f"{zoo_copy / MANIFEST}: its content does not hash to")
+    # Tampered all together, the manifest is consistent again: the file's own checksum gives it away.
+    write_manifest(zoo_copy, manifest)
     assert verify_zoo(zoo_copy) == [f"{zoo_copy / rel}: checksum mismatch (corrupted or modified)"]
 
 
@@ -337,6 +345,53 @@ def test_a_flipped_identity_in_the_manifest_is_reported(zoo_copy, mutate, proble
         load_zoo(zoo_copy)
 
 
+# Fields no fingerprint covers, and an offset into each value whose low bit flips into valid JSON.
+UNCOVERED_FIELDS = {"datasets": 34, "library_versions": 16, "build": 16, "name": 1, "num_networks": 1}
+
+
+@pytest.mark.parametrize(("key", "offset"), list(UNCOVERED_FIELDS.items()))
+def test_a_flipped_field_of_the_manifest_is_caught_by_its_own_checksum(zoo_copy, key, offset):
+    """Only `manifest_sha256` covers these: a bit flipped in one must not go unnoticed."""
+    path = zoo_copy / MANIFEST
+    text = path.read_text()
+    new = _flip_bit_in(key, offset)(text)
+    before, after = json.loads(text), json.loads(new)
+    assert {k for k in before if before[k] != after[k]} == {key}
+    path.write_text(new)
+    problem = "its content does not hash to manifest_sha256"
+    problems = verify_zoo(zoo_copy)
+    assert len(problems) == 1 and problems[0].startswith(f"{path}: {problem}"), problems
+    with pytest.raises(ZooError, match=f"{MANIFEST}: {problem}"):
+        load_zoo(zoo_copy)
+
+
+def test_a_flipped_manifest_checksum_is_reported(zoo_copy):
+    path = zoo_copy / MANIFEST
+    path.write_text(_flip_bit_in("manifest_sha256", 5)(path.read_text()))
+    with pytest.raises(ZooError, match=f"{MANIFEST}: its content does not hash to manifest_sha256"):
+        load_zoo(zoo_copy)
+
+
+def test_the_manifest_checksum_covers_every_other_field(tiny_zoo):
+    manifest = json.loads((tiny_zoo / MANIFEST).read_text())
+    rest = {k: v for k, v in manifest.items() if k != MANIFEST_CHECKSUM}
+    assert manifest[MANIFEST_CHECKSUM] == manifest_sha256(manifest) == json_sha256(rest)
+    assert set(rest) >= {"name", "datasets", "num_networks", "shard", "library_versions", "build"}
+
+
+def test_a_manifest_written_before_its_checksum_is_read_as_before(zoo_copy, tiny_zoo):
+    """Zoos written before `manifest_sha256` existed have none: they load and verify unchanged."""
+    manifest = json.loads((zoo_copy / MANIFEST).read_text())
+    del manifest[MANIFEST_CHECKSUM]
+    write_json(zoo_copy / MANIFEST, manifest)
+    assert verify_zoo(zoo_copy) == []
+    old, new = load_zoo(zoo_copy), load_zoo(tiny_zoo)
+    assert MANIFEST_CHECKSUM not in old.manifest and old.weights_fingerprint == new.weights_fingerprint
+    nid = old.final["network_id"].iloc[0]
+    for a, b in zip(old.params(nid), new.params(nid), strict=True):
+        np.testing.assert_array_equal(a["kernel"], b["kernel"])
+
+
 def test_an_oversized_manifest_is_refused_before_it_is_read(zoo_copy):
     from zoo_builder.storage import MAX_MANIFEST_BYTES
 
@@ -361,8 +416,15 @@ def test_merge_refuses_a_shard_whose_dataset_records_differ(tiny_config, tiny_zo
     shards = [build_zoo(tiny_config, tmp_path / f"shard{i}", shard=(i, 2), progress=False).path
               for i in range(2)]
     path = shards[1] / MANIFEST
-    path.write_text(_flip_bit_in("datasets", 34)(path.read_text()))
-    assert verify_zoo(shards[1]) == []  # dataset records are not covered by any checksum
+    text = path.read_text()
+    path.write_text(_flip_bit_in("datasets", 34)(text))
+    with pytest.raises(ZooError, match=f"{path}: its content does not hash to manifest_sha256"):
+        merge_zoos(shards, tmp_path / "merged")
+    # A shard whose manifest is intact but records other data (say, another dataset version).
+    manifest = json.loads(text)
+    manifest["datasets"]["digits"]["n_test"] += 1
+    write_manifest(shards[1], manifest)
+    assert verify_zoo(shards[1]) == []
     with pytest.raises(ZooError, match=f"{path}: its dataset records differ from those of {shards[0]}"):
         merge_zoos(shards, tmp_path / "merged")
     assert not (tmp_path / "merged" / MANIFEST).exists()

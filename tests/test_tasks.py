@@ -26,9 +26,9 @@ from benchmark.merging import (
 )
 from benchmark.tasks import TASK_SPLITS, TASKS, TaskUnavailable, load_task, shape_leaks
 from zoo_builder.architecture import ArchSpec, apply
-from zoo_builder.files import sha256_file, write_json
+from zoo_builder.files import sha256_file
 from zoo_builder.permutation import apply_permutation, permutation_spec
-from zoo_builder.storage import MANIFEST, TABLE, load_zoo, read_table, write_table
+from zoo_builder.storage import MANIFEST, TABLE, load_zoo, read_table, write_manifest, write_table
 from zoobench import cli
 
 COMBOS = [(name, split) for name in TASKS for split in TASK_SPLITS[name]]
@@ -52,7 +52,7 @@ def edited_zoo(src: Path, dst: Path, edit) -> Path:
     write_table(dst / TABLE, edit(read_table(dst / TABLE)))
     manifest = json.loads((dst / MANIFEST).read_text())
     manifest["files"][TABLE] = sha256_file(dst / TABLE)
-    write_json(dst / MANIFEST, manifest)
+    write_manifest(dst, manifest)
     return dst
 
 

@@ -193,7 +193,7 @@ def _finalize(root: Path, cfg: ZooConfig, datasets: dict[str, dict], table: pd.D
         "library_versions": library_versions(),
         "build": build_info,
     }
-    write_json(root / storage.MANIFEST, manifest)
+    manifest = storage.write_manifest(root, manifest)
     shutil.rmtree(root / PARTS_DIR, ignore_errors=True)
     return manifest
 

@@ -35,7 +35,8 @@ OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
 INITS = ("he_normal", "glorot_normal", "lecun_normal", "glorot_uniform")
 PRESETS = ("tiny", "small", "paper")
 # Bumped whenever training semantics change, so ids of networks trained differently differ.
-TRAINING_VERSION = 1
+# 2: dropout masks are keyed by the unpadded layer's units, so they no longer depend on the bucket.
+TRAINING_VERSION = 2
 MAX_CONFIG_BYTES = 1 << 20
 
 

@@ -10,8 +10,11 @@ activation is chosen per network with `lax.switch`, so it does not split buckets
 The population axis is sharded over all local devices with `NamedSharding`.
 
 A network's randomness comes only from its own seed (never from its position in
-a chunk), and its initial weights are drawn at the family's maximal shape and then
-cut, so bucketing does not change which network is trained.
+a chunk), its initial weights are drawn at the family's maximal shape and then
+cut, and its dropout masks are keyed by (example, unit) of the unpadded layer, so
+bucketing does not change which network is trained nor its weights. Its training
+subset and data order hash each example's index in its own dataset, so the
+padding of the stacked datasets does not move them either.
 """
 
 from __future__ import annotations
@@ -278,15 +281,32 @@ def _stream(seed: jax.Array, *counters) -> jax.Array:
     return h
 
 
-def _uniform(stream: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """Uniform [0, 1) floats, counter-based: hash(stream, element index).
+def _hashed_uniform(stream: jax.Array, counter: jax.Array) -> jax.Array:
+    """Uniform [0, 1) floats, counter-based: hash(stream, counter), elementwise.
 
     Used for data order and dropout inside the training loop instead of
     `jax.random`, whose threefry rounds doubled the epoch's compile time on CPU.
     """
-    idx = jnp.arange(math.prod(shape), dtype=jnp.uint32).reshape(shape)
-    bits = _fmix32(idx * jnp.uint32(0x9E3779B1) + stream)
+    bits = _fmix32(counter * jnp.uint32(0x9E3779B1) + stream)
     return (bits >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
+
+
+def _uniform(stream: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Uniform [0, 1) floats of `shape`, keyed by each element's flat index."""
+    return _hashed_uniform(stream, jnp.arange(math.prod(shape), dtype=jnp.uint32).reshape(shape))
+
+
+def _unit_uniform(stream: jax.Array, shape: tuple[int, ...], width: jax.Array) -> jax.Array:
+    """Uniform [0, 1) floats for activations `shape` whose last axis holds `width` real units.
+
+    Keyed by (position, unit) as the flat index in the *unpadded* layer
+    (``position * width + unit``), so the zero-padding a bucket adds after the
+    real units does not shift their stream: a network draws the same dropout
+    masks in every bucket. Padding units get arbitrary values: their outgoing weights stay zero.
+    """
+    position = jnp.arange(math.prod(shape[:-1]), dtype=jnp.uint32).reshape(*shape[:-1], 1)
+    unit = jnp.arange(shape[-1], dtype=jnp.uint32)
+    return _hashed_uniform(stream, position * jnp.asarray(width, jnp.uint32) + unit)
 
 
 def _activation(index: jax.Array) -> Callable[[jax.Array], jax.Array]:
@@ -300,7 +320,7 @@ def _logits(key: GroupKey, params, net: NetArrays, x, dropout_stream=None):
         keep = 1.0 - net.dropout
 
         def dropout(i, h):
-            m = _uniform(_stream(dropout_stream, i), h.shape) < keep
+            m = _unit_uniform(_stream(dropout_stream, i), h.shape, net.hidden[i]) < keep
             return jnp.where(m, h / keep, 0.0)
 
     return forward(key.family, params, x, _activation(net.activation), dropout)

@@ -34,7 +34,7 @@ import pandas as pd
 from zoo_builder import storage
 from zoo_builder.architecture import ACTIVATION_NAMES, KERNEL_SIZE
 from zoo_builder.build import library_versions, zoo_files
-from zoo_builder.files import sha256_file, write_json
+from zoo_builder.files import sha256_file
 from zoo_builder.storage import weights_fingerprint
 
 SOURCE_KIND = "smallcnnzoo"
@@ -527,7 +527,7 @@ def import_smallcnnzoo(src: str | Path, out: str | Path, dataset: str | None = N
         storage.write_table(tmp / storage.TABLE, table)
         manifest = _manifest(tmp, src, table, layout, shape, [wpath, lpath, mpath], shape_from,
                              len(chunks), t0)
-        write_json(tmp / storage.MANIFEST, manifest)
+        manifest = storage.write_manifest(tmp, manifest)
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -2,7 +2,8 @@
 
 Layout of a zoo directory (docs/zoo_format.md is the contract):
 
-    manifest.json        format version, config, dataset fingerprints, sha256 of every file
+    manifest.json        format version, config, dataset fingerprints, sha256 of every file,
+                         and the sha256 of the manifest itself
     networks.parquet     one row per network checkpoint
     weights/CHUNK.safetensors  the checkpoints of one training chunk, stacked
 
@@ -27,7 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from zoo_builder.architecture import ArchSpec
-from zoo_builder.files import atomic_path, read_bounded, sha256_file
+from zoo_builder.files import atomic_path, read_bounded, sha256_file, write_json
 
 FORMAT = "zoobench-zoo"
 FORMAT_VERSION = 1
@@ -35,6 +36,8 @@ MANIFEST = "manifest.json"
 TABLE = "networks.parquet"
 WEIGHTS_DIR = "weights"
 MAX_MANIFEST_BYTES = 64 << 20
+# The manifest's own checksum; zoos written before it have none and are read as before.
+MANIFEST_CHECKSUM = "manifest_sha256"
 
 
 class ZooError(Exception):
@@ -66,6 +69,26 @@ def tensor_name(epoch: int, layer: int, param: str) -> str:
 
 
 # --------------------------------------------------------------------------- manifest
+
+
+def manifest_sha256(manifest: dict) -> str:
+    """sha256 of a manifest without its own checksum field (JSON, sorted keys; see `json_sha256`).
+
+    The fingerprints cover only the config and the weight files' checksums; this
+    covers the rest too (name, datasets, num_networks, shard, library_versions,
+    build, source), so a bit flipped anywhere in the file is caught.
+    """
+    return json_sha256({k: v for k, v in manifest.items() if k != MANIFEST_CHECKSUM})
+
+
+def write_manifest(root: Path, manifest: dict) -> dict:
+    """Write ROOT/manifest.json: `manifest` plus its `manifest_sha256`; return what was written.
+
+    Every writer of zoos calls this, so every new manifest carries its checksum.
+    """
+    sealed = {**manifest, MANIFEST_CHECKSUM: manifest_sha256(manifest)}
+    write_json(Path(root) / MANIFEST, sealed)
+    return sealed
 
 
 def read_manifest(root: Path) -> dict:
@@ -103,6 +126,10 @@ def read_manifest(root: Path) -> dict:
     if doc.get("weights_fingerprint") != weights_fingerprint(files):
         raise ZooError(f"{path}: the weight files' checksums do not hash to weights_fingerprint; "
                        "the file is corrupted or edited")
+    # Last, so the fingerprints' more specific messages come first; a manifest without it predates it.
+    if MANIFEST_CHECKSUM in doc and doc[MANIFEST_CHECKSUM] != (actual := manifest_sha256(doc)):
+        raise ZooError(f"{path}: its content does not hash to {MANIFEST_CHECKSUM} (it hashes to {actual}, "
+                       f"the field holds {doc[MANIFEST_CHECKSUM]!r}); the file is corrupted or edited")
     return doc
 
 
