@@ -46,7 +46,7 @@ def _symmetry_cell(sym: dict) -> str:
         return "n/a"
     # The figures: mean |ŷ(twin) − ŷ(original)|, class agreement, twin–original cosine.
     return ", ".join(f"{k} {_num(v):.3f}" for k, v in sorted(sym.items())
-                     if not k.endswith("/normalized") and k != "nearest_original")
+                     if not k.endswith("/normalized_abs_diff") and k != "nearest_original")
 
 
 def _seeds_cell(r: dict) -> str:
