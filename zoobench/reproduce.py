@@ -207,7 +207,11 @@ def _summary_cell(m: dict | None) -> str:
 
 
 def summary_markdown(rows: list[dict]) -> str:
-    """One compact table per task: methods × (split, headline metric); mean ± std over seeds."""
+    """One compact table per task: methods × (split, headline metric); mean ± std over seeds.
+
+    A column's split carries its table's qualifiers (`leaderboard.table.group_rows`), e.g.
+    "(id, every checkpoint)", so that two item sets of one split stay two columns.
+    """
     by_task: dict[str, list[dict]] = {}
     for g in group_rows(rows):
         by_task.setdefault(g["task"], []).append(g)
@@ -218,7 +222,7 @@ def summary_markdown(rows: list[dict]) -> str:
             continue
         columns = [(g, m) for g in groups for m in metrics]
         methods = sorted({r["method"] for g in groups for r in g["rows"]})
-        header = " | ".join(f"{m} ({g['split']})" for g, m in columns)
+        header = " | ".join(f"{m} ({', '.join([g['split'], *g['qualifiers']])})" for g, m in columns)
         lines = [f"**{task}**", "", f"| method | {header} |", "|---|" + "---|" * len(columns)]
         for method in methods:
             cells = []
