@@ -225,9 +225,15 @@ def test_targets(task: Task) -> dict:
       ``ids``, ``epochs``: the test items of the original networks (twins left
         out), in test-part order;
       ``targets``: target name -> array aligned with ``ids``;
+      ``clusters``: the ``config_id`` of each item's network, aligned with
+        ``ids``: replicates of one config, and the checkpoints of one network,
+        are one cluster, which the scorer's bootstrap resamples as a whole;
       ``twins``: twin id -> original id;
-      ``pairs``: the test pairs; ``synthetic_permutations``: synthetic test
-        pair_id -> the permutations that align B to A (merging, else empty).
+      ``pairs``: the test pairs; ``pair_clusters``: aligned with ``pairs``, the
+        config_id of each pair's A network (B is a replicate of A: the same one);
+      ``synthetic_permutations``: synthetic test pair_id -> the permutations
+        that align B to A; ``synthetic_clusters``: pair_id -> the config_id of
+        its A network (merging, else both empty).
     """
     if not isinstance(task, Task):
         raise TypeError(f"task must be a Task from load_task, got {type(task).__name__}")
@@ -361,6 +367,7 @@ def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: 
     if final.empty:
         raise TaskUnavailable(f"{zoo.root}: every network diverged; nothing to build the task on")
     position = dict(zip(final["network_id"], final["index"], strict=True))
+    config_of = dict(zip(final["network_id"], final["config_id"].astype(str), strict=True))
     part_ids = {p: sorted((i for i in ids if i in position), key=position.__getitem__)
                 for p, ids in the_split.parts.items()}
     targets = TARGETS[name]
@@ -396,9 +403,12 @@ def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: 
                 "ids": tuple(i for i, _ in originals),
                 "epochs": np.array([e for _, e in originals], np.int64),
                 "targets": _target_arrays(rows, originals, targets, classes),
+                "clusters": np.array([config_of[i] for i, _ in originals], dtype=str),
                 "twins": {t: tw.of for t, tw in part_twins.items()},
                 "pairs": pairs,
+                "pair_clusters": np.array([config_of[p.id_a] for p in pairs], dtype=str),
                 "synthetic_permutations": true_perms,
+                "synthetic_clusters": {pid: config_of[a] for pid, (a, _, _) in synthetic.items()},
             }
         built[part] = TaskPart(
             name=part,

@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS submissions (
     zoo_name TEXT NOT NULL,
     zoo_fingerprint TEXT NOT NULL,
     split_fingerprint TEXT NOT NULL,
-    metrics TEXT NOT NULL,      -- JSON: name -> {value, ci_low, ci_high, n}
+    metrics TEXT NOT NULL,      -- JSON: name -> {value, ci_low, ci_high, n, n_clusters}
     symmetry TEXT NOT NULL,     -- JSON: name -> value
     bootstrap TEXT NOT NULL,    -- JSON: {seed, resamples, confidence}
     seed INTEGER,               -- the run's training seed (NULL: unseeded)

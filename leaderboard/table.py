@@ -68,7 +68,9 @@ def aggregate_metric(runs: list[dict]) -> dict:
         return {**runs[0], "std": 0.0, "seeds": 1}
     values = np.array([_num(m["value"]) for m in runs], np.float64)
     mean, std = float(np.mean(values)), float(np.std(values, ddof=1))
-    return {"value": mean, "ci_low": mean - std, "ci_high": mean + std, "n": runs[-1]["n"],
+    # rows scored before n_clusters existed lack it
+    clusters = {"n_clusters": runs[-1]["n_clusters"]} if "n_clusters" in runs[-1] else {}
+    return {"value": mean, "ci_low": mean - std, "ci_high": mean + std, "n": runs[-1]["n"], **clusters,
             "std": std, "seeds": len(runs)}
 
 
