@@ -44,6 +44,7 @@ from zoo_builder.build import build_zoo
 from zoo_builder.config import load_config, preset_path
 from zoo_builder.files import sha256_file
 from zoo_builder.storage import load_zoo
+from zoobench.options import positive_int
 
 PRESET_PROFILE = {"tiny": "smoke", "small": "fast", "paper": "full"}
 DB_NAME = "leaderboard.sqlite"
@@ -305,7 +306,8 @@ def add_commands(sub) -> None:
     r.add_argument("--preset", default="small", choices=list(PRESET_PROFILE),
                    help="zoo preset (default: small)")
     r.add_argument("--out", default="results", help="output directory (default: results)")
-    r.add_argument("--seeds", type=int, default=1, help="training seeds per baseline: 0..N-1 (default 1)")
+    r.add_argument("--seeds", type=positive_int, default=1,
+                   help="training seeds per baseline: 0..N-1 (default 1)")
     r.add_argument("--zoo", help="zoo directory (default: zoos/PRESET; reused when finished)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--json", action="store_true", help="print one JSON document")
