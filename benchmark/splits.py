@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.twins import Twin, derive_hex, pick_twins, twin_id, twin_seed
+from zoo_builder.errors import DomainError, Unavailable, UsageError
 from zoo_builder.files import read_bounded, write_json
 from zoo_builder.storage import Zoo, load_zoo
 
@@ -49,11 +50,11 @@ _CHECKED_IN = Path(__file__).resolve().parent / "splits_data"
 MAX_SPLIT_BYTES = 64 << 20
 
 
-class SplitError(ValueError):
+class SplitError(DomainError, ValueError):
     """A split file is corrupted, edited or belongs to another zoo; the message names the file."""
 
 
-class SplitUnavailable(ValueError):
+class SplitUnavailable(Unavailable):
     """The split cannot be made on this zoo (e.g. ood-task on a zoo with a single dataset)."""
 
 
@@ -222,7 +223,10 @@ def split_fingerprint(doc: Mapping) -> str:
 def make_split(zoo: Zoo | str | Path, split: str) -> Split:
     """Compute `split` of `zoo` from its ids and metadata (nothing is read from or written to disk)."""
     zoo = as_zoo(zoo)
-    parts, details = assign_parts(network_metadata(zoo.table), split)
+    try:
+        parts, details = assign_parts(network_metadata(zoo.table), split)
+    except SplitUnavailable as e:
+        raise SplitUnavailable(e.reason, zoo.root) from None
     twins = pick_twins(parts["test"], seed_material(split, zoo.name, parts))
     doc = _doc_without_fingerprint(split, zoo.name, zoo.weights_fingerprint, parts, twins, details)
     return Split(split, zoo.name, zoo.weights_fingerprint, parts, twins, details, split_fingerprint(doc))
@@ -233,7 +237,7 @@ def make_split(zoo: Zoo | str | Path, split: str) -> Split:
 
 def check_split_name(split: str) -> None:
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+        raise UsageError(f"split must be one of {list(SPLITS)}, got {split!r}")
 
 
 def as_zoo(zoo: Zoo | str | Path) -> Zoo:

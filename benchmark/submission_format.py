@@ -30,6 +30,7 @@ import numpy as np
 
 from benchmark.splits import SPLITS
 from benchmark.tasks import TARGETS
+from zoo_builder.errors import DomainError
 from zoo_builder.files import read_bounded
 
 FORMAT = "zoobench-submission"
@@ -51,7 +52,7 @@ PICKLE_MAGIC = b"\x80"
 NPY_MAGIC = b"\x93NUMPY"
 
 
-class SubmissionError(ValueError):
+class SubmissionError(DomainError, ValueError):
     """A submission is unreadable or invalid; `problems` lists every problem found, the message the path."""
 
     def __init__(self, path, problems):

@@ -29,6 +29,7 @@ from benchmark.twins import (
     permuted_copy,
 )
 from zoo_builder.architecture import ArchSpec
+from zoo_builder.errors import Unavailable, UsageError
 from zoo_builder.storage import Zoo
 
 TASKS = ("generalization", "classification", "retrieval", "merging")
@@ -47,8 +48,8 @@ TARGETS = {
 VIEWS = ("flat", "stats", "matrices", "neural_graph")
 
 
-class TaskUnavailable(ValueError):
-    """The task cannot be built on this zoo; the message says why."""
+class TaskUnavailable(Unavailable):
+    """The task cannot be built on this zoo; the message names the zoo and says why (`reason`)."""
 
 
 class Pair(NamedTuple):
@@ -225,9 +226,15 @@ def test_targets(task: Task) -> dict:
       ``ids``, ``epochs``: the test items of the original networks (twins left
         out), in test-part order;
       ``targets``: target name -> array aligned with ``ids``;
+      ``clusters``: the ``config_id`` of each item's network, aligned with
+        ``ids``: replicates of one config, and the checkpoints of one network,
+        are one cluster, which the scorer's bootstrap resamples as a whole;
       ``twins``: twin id -> original id;
-      ``pairs``: the test pairs; ``synthetic_permutations``: synthetic test
-        pair_id -> the permutations that align B to A (merging, else empty).
+      ``pairs``: the test pairs; ``pair_clusters``: aligned with ``pairs``, the
+        config_id of each pair's A network (B is a replicate of A: the same one);
+      ``synthetic_permutations``: synthetic test pair_id -> the permutations
+        that align B to A; ``synthetic_clusters``: pair_id -> the config_id of
+        its A network (merging, else both empty).
     """
     if not isinstance(task, Task):
         raise TypeError(f"task must be a Task from load_task, got {type(task).__name__}")
@@ -269,12 +276,12 @@ def shape_leaks(meta: pd.DataFrame, targets: Sequence[str]) -> list[str]:
     return problems
 
 
-def check_shapes_uninformative(meta: pd.DataFrame, targets: Sequence[str]) -> None:
-    """Raise `TaskUnavailable` listing every problem `shape_leaks` finds."""
+def check_shapes_uninformative(meta: pd.DataFrame, targets: Sequence[str], zoo=None) -> None:
+    """Raise `TaskUnavailable` listing every problem `shape_leaks` finds (naming the directory `zoo`)."""
     problems = shape_leaks(meta, targets)
     if problems:
         raise TaskUnavailable("classification refused: weight shapes alone would answer it: "
-                              + "; ".join(problems))
+                              + "; ".join(problems), zoo)
 
 
 # --------------------------------------------------------------------------- building
@@ -282,14 +289,14 @@ def check_shapes_uninformative(meta: pd.DataFrame, targets: Sequence[str]) -> No
 
 def _check_arguments(name: str, split: str, all_checkpoints: bool) -> None:
     if name not in TASKS:
-        raise ValueError(f"name must be one of {list(TASKS)}, got {name!r}")
+        raise UsageError(f"name must be one of {list(TASKS)}, got {name!r}")
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+        raise UsageError(f"split must be one of {list(SPLITS)}, got {split!r}")
     if split not in TASK_SPLITS[name]:
-        raise ValueError(f"split {split!r} does not apply to the {name} task; "
+        raise UsageError(f"split {split!r} does not apply to the {name} task; "
                          f"expected one of {list(TASK_SPLITS[name])}")
     if all_checkpoints and name != "generalization":
-        raise ValueError("all_checkpoints=True applies to the generalization task only")
+        raise UsageError("all_checkpoints=True applies to the generalization task only")
 
 
 def _pairs(ids: Sequence[str], final: pd.DataFrame, material: str) -> tuple[Pair, ...]:
@@ -346,9 +353,9 @@ def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: 
       include_diverged: keep networks whose training diverged (left out by default).
 
     Raises:
-      ValueError: naming a bad task name, split or option.
-      TaskUnavailable: the task cannot be built on this zoo (e.g. classification
-        where shapes give the class away, merging without replicates).
+      zoo_builder.errors.UsageError (a ValueError): naming a bad task name, split or option.
+      TaskUnavailable: the task cannot be built on this zoo, which it names (e.g.
+        classification where shapes give the class away, merging without replicates).
       benchmark.splits.SplitError: the zoo's split file is corrupted or not its own.
     """
     _check_arguments(name, split, all_checkpoints)
@@ -359,14 +366,15 @@ def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: 
     if not include_diverged:
         final = final[final["status"] != "diverged"]
     if final.empty:
-        raise TaskUnavailable(f"{zoo.root}: every network diverged; nothing to build the task on")
+        raise TaskUnavailable("every network diverged; nothing to build the task on", zoo.root)
     position = dict(zip(final["network_id"], final["index"], strict=True))
+    config_of = dict(zip(final["network_id"], final["config_id"].astype(str), strict=True))
     part_ids = {p: sorted((i for i in ids if i in position), key=position.__getitem__)
                 for p, ids in the_split.parts.items()}
     targets = TARGETS[name]
     classes = {}
     if name == "classification":
-        check_shapes_uninformative(final, targets)
+        check_shapes_uninformative(final, targets, zoo.root)
     if name in ("classification", "retrieval"):
         classes = {t: tuple(sorted(set(final[t].astype(str)))) for t in targets}
     twins = {t.id: t for t in the_split.twins if t.of in position}
@@ -381,7 +389,7 @@ def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: 
         if name == "merging" and not pairs:
             raise TaskUnavailable(
                 "merging needs replicate pairs (networks sharing a config_id; zoo config `replicates` >= 2), "
-                f"and the {part} part of split {split!r} has none")
+                f"and the {part} part of split {split!r} has none", zoo.root)
         synthetic = _synthetic(pairs, material)
         true_perms = {pid: aligning_permutations(zoo.arch(a), seed)
                       for pid, (a, _, seed) in synthetic.items()}
@@ -396,9 +404,12 @@ def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: 
                 "ids": tuple(i for i, _ in originals),
                 "epochs": np.array([e for _, e in originals], np.int64),
                 "targets": _target_arrays(rows, originals, targets, classes),
+                "clusters": np.array([config_of[i] for i, _ in originals], dtype=str),
                 "twins": {t: tw.of for t, tw in part_twins.items()},
                 "pairs": pairs,
+                "pair_clusters": np.array([config_of[p.id_a] for p in pairs], dtype=str),
                 "synthetic_permutations": true_perms,
+                "synthetic_clusters": {pid: config_of[a] for pid, (a, _, _) in synthetic.items()},
             }
         built[part] = TaskPart(
             name=part,
@@ -431,8 +442,8 @@ def tasks_summary(zoo: Zoo | str) -> dict:
         for split in TASK_SPLITS[name]:
             try:
                 task = load_task(name, zoo, split)
-            except (TaskUnavailable, SplitUnavailable) as e:
-                out[name][split] = {"unavailable": str(e)}
+            except (TaskUnavailable, SplitUnavailable) as e:  # the zoo is named once, above them all
+                out[name][split] = {"unavailable": e.reason}
                 continue
             answers = task._answers()
             entry = {"train": len(task.train), "val": len(task.val), "test": len(answers["ids"]),

@@ -16,6 +16,7 @@ from leaderboard.html import prediction_details, render_site
 from leaderboard.score import score_submission
 from leaderboard.store import DEFAULT_DB, add_result, connect, entries
 from leaderboard.table import render
+from zoo_builder.errors import UsageError
 from zoo_builder.storage import load_zoo
 
 EXIT_OK, EXIT_ERROR = 0, 1
@@ -75,7 +76,7 @@ def cmd_html(args) -> int:
         raise FileNotFoundError(f"{args.db}: no leaderboard database there; "
                                 "`zoobench leaderboard score ... --db PATH` creates it")
     if args.submissions and not args.zoo:
-        raise ValueError("--submission needs --zoo (the zoo the submissions were scored on)")
+        raise UsageError("--submission needs --zoo (the zoo the submissions were scored on)")
     conn = connect(args.db)
     try:
         rows = entries(conn)

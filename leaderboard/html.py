@@ -1,8 +1,8 @@
 """A static leaderboard page: OUT_DIR/index.html plus PNG plots next to it.
 
 No server, no network, nothing external: the CSS and a small sortable-table
-script are inlined. One sortable table per (task, split, zoo) as in
-`leaderboard.table` (methods × metrics as value ± half-interval, or mean ± std
+script are inlined. One sortable table per item set (task, split, zoo,
+checkpoints, split file) as in `leaderboard.table` (methods × metrics as value ± half-interval, or mean ± std
 over seeds, the number of seeds, symmetry consistency), a bar plot of the
 metrics with their intervals per table and,
 when per-network predictions are given (`prediction_details`: the stored rows
@@ -105,6 +105,16 @@ def _table(group: dict) -> str:
     return "\n".join(out)
 
 
+def _same_items(detail: dict, group: dict) -> bool:
+    """Whether a submission's predictions (`prediction_details`) are over the items of table `group`.
+
+    Details without checkpoints or split file (older callers) count as final-checkpoint runs on any file.
+    """
+    return (detail["task"] == group["task"] and detail["split"] == group["split"]
+            and detail.get("all_checkpoints", False) == group["all_checkpoints"]
+            and detail.get("split_fingerprint", group["split_fingerprint"]) == group["split_fingerprint"])
+
+
 def render_site(rows: list[dict], out_dir, details: list[dict] | None = None, *,
                 title: str = "zoobench leaderboard", curves: list[dict] | None = None) -> Path:
     """Write OUT_DIR/index.html and its PNG plots; returns the page's path.
@@ -112,7 +122,8 @@ def render_site(rows: list[dict], out_dir, details: list[dict] | None = None, *,
     Args:
       rows: stored rows (`store.entries`).
       details: optional per-submission predictions (`prediction_details`):
-        dicts with method, version, task, split and either ``y_true``/``y_pred``
+        dicts with method, version, task, split (optionally all_checkpoints and
+        split_fingerprint, to place them in the right table) and either ``y_true``/``y_pred``
         (generalization, test accuracy) or ``embeddings``/``labels`` (retrieval).
       curves: optional learning curves of the runs (`plots.learning_curves`): dicts
         with ``title`` and ``history``; drawn in one figure at the end.
@@ -125,24 +136,26 @@ def render_site(rows: list[dict], out_dir, details: list[dict] | None = None, *,
     if not groups:
         body.append("<p>no scored submissions</p>")
     for g in groups:
-        head = f"{g['task']} / {g['split']}"
+        head = ", ".join([f"{g['task']} / {g['split']}", *g["qualifiers"]])
+        # One name per item set: the plots of two tables never overwrite each other.
+        item_set = (g["split"], g["zoo_fingerprint"][:12], int(g["all_checkpoints"]),
+                    g["split_fingerprint"][:12])
         body.append(f"<h2>{esc(head)}</h2>")
         body.append(f'<p class="meta">zoo {esc(g["zoo_name"])} ({esc(g["zoo_fingerprint"][:12])}); '
                     f"{len(g['rows'])} method(s); {esc(PLUS_MINUS)}</p>")
         body.append(_table(g))
-        png = f"bars-{safe_name(g['task'], g['split'], g['zoo_fingerprint'][:12])}.png"
+        png = f"bars-{safe_name(g['task'], *item_set)}.png"
         plots.metric_bars(g, out_dir / png)
         body.append(f'<img src="{esc(png)}" alt="{esc("metrics of " + head)}">')
-        gen = sorted((d for d in details if d["task"] == g["task"] == "generalization"
-                      and d["split"] == g["split"]), key=lambda d: (d["method"], d["version"]))
+        mine = sorted((d for d in details if _same_items(d, g)), key=lambda d: (d["method"], d["version"]))
+        gen = [d for d in mine if d["task"] == "generalization"]
         if gen:
-            png = f"generalization-{safe_name(g['split'], g['zoo_fingerprint'][:12])}.png"
+            png = f"generalization-{safe_name(*item_set)}.png"
             plots.generalization_scatter(gen, out_dir / png)
             body.append("<h3>predicted vs true test accuracy</h3>")
             body.append(f'<img src="{esc(png)}" alt="predicted vs true test accuracy">')
-        for d in sorted((d for d in details if d["task"] == g["task"] == "retrieval"
-                         and d["split"] == g["split"]), key=lambda d: (d["method"], d["version"])):
-            png = f"embedding-{safe_name(d['method'], d['version'], d['split'])}.png"
+        for d in (d for d in mine if d["task"] == "retrieval"):
+            png = f"embedding-{safe_name(d['method'], d['version'], *item_set)}.png"
             plots.embedding_projection(d, out_dir / png)
             body.append(f"<h3>{esc(d['method'])} {esc(d['version'])}: embeddings (PCA)</h3>")
             body.append(f'<img src="{esc(png)}" alt="{esc("PCA of " + d["method"])}">')
@@ -186,7 +199,8 @@ def prediction_details(paths, zoo) -> list[dict]:
             raise SubmissionError(path, problems)
         answers = test_targets(task)
         originals, _ = _items(task, answers, m.all_checkpoints)
-        d = {"method": m.method, "version": m.version, "task": m.task, "split": m.split}
+        d = {"method": m.method, "version": m.version, "task": m.task, "split": m.split,
+             "all_checkpoints": m.all_checkpoints, "split_fingerprint": m.split_fingerprint}
         if m.task == "generalization":
             d["y_true"] = [float(v) for v in answers["targets"]["test_acc"]]
             d["y_pred"] = [float(sub.predictions[k]["test_acc"]) for k in originals]

@@ -1,9 +1,15 @@
 """The leaderboard's estimates: the tasks' metrics (`benchmark.metrics`) with bootstrap intervals,
 and the symmetry-consistency numbers.
 
-`bootstrap` resamples the test networks (items, queries or pairs) with
-replacement and reports the 95% percentile interval; it is seeded, so a score
-is reproducible.
+`bootstrap` resamples the test items (networks, checkpoints, queries or pairs)
+with replacement and reports the 95% percentile interval; it is seeded, so a
+score is reproducible. Items are not independent: the replicates of one config
+(one ``config_id``) share everything but their seed, and the checkpoints of one
+network share its training run. So the items come in clusters, and a resample
+draws as many clusters as there are, with replacement, and takes all the items
+of each (a cluster or block bootstrap). Resampling items one by one would treat
+five replicates as five independent draws and give intervals that are too
+narrow. Without clusters every item is its own.
 """
 
 from __future__ import annotations
@@ -22,15 +28,17 @@ CONFIDENCE = 0.95
 
 @dataclasses.dataclass(frozen=True)
 class Estimate:
-    """A metric's value on the test set and its bootstrap percentile interval."""
+    """A metric's value on the test set, its bootstrap percentile interval, and the items and clusters."""
 
     value: float
     low: float
     high: float
     n: int
+    n_clusters: int
 
     def to_doc(self) -> dict:
-        return {"value": self.value, "ci_low": self.low, "ci_high": self.high, "n": self.n}
+        return {"value": self.value, "ci_low": self.low, "ci_high": self.high, "n": self.n,
+                "n_clusters": self.n_clusters}
 
 
 # --------------------------------------------------------------------------- fast point metrics
@@ -65,19 +73,48 @@ def fast_macro_f1(y, y_pred) -> float:
 # --------------------------------------------------------------------------- bootstrap
 
 
-def bootstrap(statistic: Callable[[np.ndarray], float], n: int, *, seed: int = DEFAULT_SEED,
-              resamples: int = DEFAULT_RESAMPLES, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Percentile interval of ``statistic(indices)`` over `resamples` resamples of range(n) with replacement.
+def cluster_codes(clusters, n: int) -> tuple[np.ndarray, int]:
+    """The cluster (0 .. k-1) of each of `n` items and k; each item its own cluster when `clusters` is None.
 
-    Seeded (``np.random.default_rng(seed)``), so the same inputs give the same
-    interval. Resamples where the statistic is nan are left out; (nan, nan) if
-    all are, or n is 0.
+    `clusters`: one label per item (any sortable type: config ids, say).
     """
-    if n == 0 or resamples < 1:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(resamples, n))
-    stats = np.array([statistic(i) for i in idx], np.float64)
+    if clusters is None:
+        return np.arange(n), n
+    labels = np.asarray(clusters)
+    if labels.shape != (n,):
+        raise ValueError(f"clusters: expected {n} labels, one per item, got shape {labels.shape}")
+    uniques, codes = np.unique(labels, return_inverse=True)
+    return codes.reshape(n), len(uniques)
+
+
+def _draws(k: int, seed: int, resamples: int) -> np.ndarray:
+    """(resamples, k) clusters drawn with replacement, k per resample (the items' draws when unclustered)."""
+    return np.random.default_rng(seed).integers(0, k, size=(resamples, k))
+
+
+def _resampled_indices(codes: np.ndarray, k: int, draws: np.ndarray) -> list[np.ndarray] | np.ndarray:
+    """The item indices of every resample: all the items of every drawn cluster."""
+    sizes = np.bincount(codes, minlength=k)
+    order = np.argsort(codes, kind="stable")  # items grouped by cluster
+    if np.all(sizes == 1):
+        return order[draws]
+    starts = np.cumsum(sizes) - sizes
+    lengths = sizes[draws.ravel()]
+    # position of each taken item in `order`: its cluster's start plus its rank within the cluster
+    within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    taken = order[np.repeat(starts[draws.ravel()], lengths) + within]
+    return np.split(taken, np.cumsum(lengths.reshape(draws.shape).sum(axis=1))[:-1])
+
+
+def _counts(draws: np.ndarray, k: int) -> np.ndarray:
+    """(resamples, k) float matrix: how often each resample drew each cluster."""
+    resamples = len(draws)
+    flat = (draws + k * np.arange(resamples)[:, None]).ravel()
+    return np.bincount(flat, minlength=resamples * k).reshape(resamples, k).astype(np.float64)
+
+
+def _percentile_interval(stats, confidence: float) -> tuple[float, float]:
+    stats = np.asarray(stats, np.float64)
     stats = stats[~np.isnan(stats)]
     if not len(stats):
         return float("nan"), float("nan")
@@ -86,9 +123,26 @@ def bootstrap(statistic: Callable[[np.ndarray], float], n: int, *, seed: int = D
     return float(low), float(high)
 
 
-def estimate(metric: Callable, *arrays, seed: int = DEFAULT_SEED, resamples: int = DEFAULT_RESAMPLES,
-             fast: Callable | None = None) -> Estimate:
-    """`metric(*arrays)` on all items, with the bootstrap interval over items (rows of every array).
+def bootstrap(statistic: Callable[[np.ndarray], float], n: int, *, clusters=None, seed: int = DEFAULT_SEED,
+              resamples: int = DEFAULT_RESAMPLES, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Percentile interval of ``statistic(indices)`` over `resamples` cluster resamples of range(n).
+
+    Each resample draws k of the k clusters (`clusters`: a label per item; None:
+    each item its own) with replacement and passes the indices of all their
+    items. Seeded (``np.random.default_rng(seed)``), so the same inputs give the
+    same interval. Resamples where the statistic is nan are left out; (nan, nan)
+    if all are, or n is 0.
+    """
+    codes, k = cluster_codes(clusters, n)
+    if n == 0 or resamples < 1:
+        return float("nan"), float("nan")
+    indices = _resampled_indices(codes, k, _draws(k, seed, resamples))
+    return _percentile_interval([statistic(i) for i in indices], confidence)
+
+
+def estimate(metric: Callable, *arrays, clusters=None, seed: int = DEFAULT_SEED,
+             resamples: int = DEFAULT_RESAMPLES, fast: Callable | None = None) -> Estimate:
+    """`metric(*arrays)` on all items, with the cluster bootstrap interval (items: rows of every array).
 
     `fast`, if given, is an equal but quicker function used for the resamples.
     """
@@ -96,33 +150,60 @@ def estimate(metric: Callable, *arrays, seed: int = DEFAULT_SEED, resamples: int
     n = len(arrays[0])
     value = metric(*arrays) if n else float("nan")
     fast = fast or metric
-    low, high = bootstrap(lambda i: fast(*(a[i] for a in arrays)), n, seed=seed, resamples=resamples)
-    return Estimate(float(value), low, high, n)
+    low, high = bootstrap(lambda i: fast(*(a[i] for a in arrays)), n, clusters=clusters, seed=seed,
+                          resamples=resamples)
+    return Estimate(float(value), low, high, n, cluster_codes(clusters, n)[1])
 
 
-def mean_estimate(values, *, seed: int = DEFAULT_SEED, resamples: int = DEFAULT_RESAMPLES) -> Estimate:
-    """Mean of per-item values (nan items ignored: nanmean), with its bootstrap interval."""
+def _cluster_totals(codes: np.ndarray, k: int, weights) -> np.ndarray:
+    return np.bincount(codes, np.asarray(weights, np.float64), minlength=k)
+
+
+def mean_estimate(values, *, clusters=None, seed: int = DEFAULT_SEED,
+                  resamples: int = DEFAULT_RESAMPLES) -> Estimate:
+    """Mean of per-item values (nan items ignored: nanmean), with its cluster bootstrap interval.
+
+    Vectorised: a resample's mean is its clusters' totals weighted by how often it
+    drew them, the same resamples as `bootstrap` with the same seed. An infinite
+    item makes a resample's mean infinite (nan with both signs), as ``np.mean`` would.
+    """
     v = np.asarray(values, np.float64)
+    n = len(v)
+    codes, k = cluster_codes(clusters, n)
+    kept = v[~np.isnan(v)]
+    value = float(np.mean(kept)) if len(kept) else float("nan")
+    if n == 0 or resamples < 1:
+        return Estimate(value, float("nan"), float("nan"), n, k)
+    w = _counts(_draws(k, seed, resamples), k)
+    finite = np.isfinite(v)
+    total = w @ _cluster_totals(codes, k, np.where(finite, v, 0.0))
+    count = w @ _cluster_totals(codes, k, ~np.isnan(v))
+    pos, neg = (w @ _cluster_totals(codes, k, v == sign * np.inf) for sign in (1, -1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        means = np.where(count > 0, total / count, np.nan)
+    means = np.where(pos > 0, np.where(neg > 0, np.nan, np.inf), np.where(neg > 0, -np.inf, means))
+    low, high = _percentile_interval(means, CONFIDENCE)
+    return Estimate(value, low, high, n, k)
 
-    def mean(x):
-        x = x[~np.isnan(x)]
-        return float(np.mean(x)) if len(x) else float("nan")
 
-    low, high = bootstrap(lambda i: mean(v[i]), len(v), seed=seed, resamples=resamples)
-    return Estimate(mean(v), low, high, len(v))
-
-
-def ratio_estimate(numerators, denominators, *, seed: int = DEFAULT_SEED,
+def ratio_estimate(numerators, denominators, *, clusters=None, seed: int = DEFAULT_SEED,
                    resamples: int = DEFAULT_RESAMPLES) -> Estimate:
-    """Pooled ratio ``Σ num / Σ den`` over items (matched units / units over pairs), with its interval."""
+    """Pooled ratio ``Σ num / Σ den`` over items (matched units / units over pairs), with its interval.
+
+    Vectorised like `mean_estimate`; a resample whose denominators sum to 0 is left out.
+    """
     num, den = np.asarray(numerators, np.float64), np.asarray(denominators, np.float64)
-
-    def ratio(i):
-        total = den[i].sum()
-        return float(num[i].sum() / total) if total else float("nan")
-
-    low, high = bootstrap(ratio, len(num), seed=seed, resamples=resamples)
-    return Estimate(ratio(np.arange(len(num))), low, high, len(num))
+    n = len(num)
+    codes, k = cluster_codes(clusters, n)
+    value = float(num.sum() / den.sum()) if den.sum() else float("nan")
+    if n == 0 or resamples < 1:
+        return Estimate(value, float("nan"), float("nan"), n, k)
+    w = _counts(_draws(k, seed, resamples), k)
+    top, bottom = w @ _cluster_totals(codes, k, num), w @ _cluster_totals(codes, k, den)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(bottom != 0, top / bottom, np.nan)
+    low, high = _percentile_interval(ratios, CONFIDENCE)
+    return Estimate(value, low, high, n, k)
 
 
 # --------------------------------------------------------------------------- symmetry consistency

@@ -1,6 +1,6 @@
 """PNG plots for the static leaderboard page (matplotlib, Agg backend: no display needed).
 
-* `metric_bars`: one panel per metric of a (task, split) table, one bar per
+* `metric_bars`: one panel per metric of a table (`leaderboard.table.group_rows`), one bar per
   method with its bootstrap interval as an error bar (mean ± std over seeds
   for a row aggregated over several seeds);
 * `generalization_scatter`: predicted vs true test accuracy, one panel per method;
@@ -72,7 +72,8 @@ def metric_bars(group: dict, path) -> None:
         ax.axvline(0, color="#888888", linewidth=0.5)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
-    fig.suptitle(_text(f"{group['task']} / {group['split']} (95% bootstrap intervals; "
+    head = ", ".join([f"{group['task']} / {group['split']}", *group.get("qualifiers", ())])
+    fig.suptitle(_text(f"{head} (95% bootstrap intervals; "
                        "± std for rows over several seeds)"), fontsize=9)
     _save(fig, path)
 

@@ -2,7 +2,12 @@
 
 This is the only module that reads test targets (`benchmark.tasks.test_targets`).
 Primary metrics are over the original test items; twins only feed the symmetry
-consistency numbers.
+consistency numbers. Their bootstrap intervals resample clusters of items
+(`leaderboard.metrics`): an item's cluster is its network's ``config_id``, so
+replicates of one config and checkpoints of one network go together. A query
+(retrieval) is an item; a merging pair (real or synthetic) belongs to the
+config_id of its network A, which for a real pair is also B's (the pairs are
+replicates of one config).
 """
 
 from __future__ import annotations
@@ -58,14 +63,15 @@ def _class_index(value, classes) -> int:
 
 def _score_generalization(sub, task, answers, seed, resamples):
     originals, twins = _items(task, answers, sub.metadata.all_checkpoints)
+    boot = {"clusters": answers["clusters"], "seed": seed, "resamples": resamples}
     out, sym = {}, {}
     for t in task.targets:
         y = answers["targets"][t]
         pred = {k: sub.predictions[k][t] for k in sub.predictions}
         y_pred = np.array([pred[k] for k in originals], np.float64)
         # scipy's O(n log n) tau is fast enough for the resamples.
-        out[f"{t}/kendall_tau"] = M.estimate(kendall_tau, y, y_pred, seed=seed, resamples=resamples)
-        out[f"{t}/r2"] = M.estimate(r2, y, y_pred, seed=seed, resamples=resamples, fast=M.fast_r2)
+        out[f"{t}/kendall_tau"] = M.estimate(kendall_tau, y, y_pred, **boot)
+        out[f"{t}/r2"] = M.estimate(r2, y, y_pred, fast=M.fast_r2, **boot)
         c = M.regression_consistency([pred[a] for a, _ in twins], [pred[b] for _, b in twins], y_pred)
         sym[f"{t}/normalized_abs_diff"] = c["normalized"]
         sym[f"{t}/mean_abs_diff"] = c["mean_abs_diff"]
@@ -74,14 +80,14 @@ def _score_generalization(sub, task, answers, seed, resamples):
 
 def _score_classification(sub, task, answers, seed, resamples):
     originals, twins = _items(task, answers, False)
+    boot = {"clusters": answers["clusters"], "seed": seed, "resamples": resamples}
     out, sym = {}, {}
     for t in task.targets:
         classes = list(task.classes[t])
         pred = {k: _class_index(sub.predictions[k][t], classes) for k in sub.predictions}
         y, y_pred = answers["targets"][t], np.array([pred[k] for k in originals], np.int64)
-        out[f"{t}/accuracy"] = M.estimate(accuracy, y, y_pred, seed=seed, resamples=resamples)
-        out[f"{t}/macro_f1"] = M.estimate(macro_f1, y, y_pred, seed=seed, resamples=resamples,
-                                                fast=M.fast_macro_f1)
+        out[f"{t}/accuracy"] = M.estimate(accuracy, y, y_pred, **boot)
+        out[f"{t}/macro_f1"] = M.estimate(macro_f1, y, y_pred, fast=M.fast_macro_f1, **boot)
         sym[f"{t}/agreement"] = M.class_agreement([pred[a] for a, _ in twins], [pred[b] for _, b in twins])
     return out, sym
 
@@ -90,9 +96,10 @@ def _score_retrieval(sub, task, answers, seed, resamples):
     originals, twins = _items(task, answers, False)
     emb = np.stack([sub.predictions[k] for k in originals])
     per_query = retrieval_per_query(emb, answers["targets"]["dataset"], ks=(1, 10))
-    out = {"mAP": M.mean_estimate(per_query["ap"], seed=seed, resamples=resamples),
-           "recall@1": M.mean_estimate(per_query["hit@1"], seed=seed, resamples=resamples),
-           "recall@10": M.mean_estimate(per_query["hit@10"], seed=seed, resamples=resamples)}
+    boot = {"clusters": answers["clusters"][per_query["query"]], "seed": seed, "resamples": resamples}
+    out = {"mAP": M.mean_estimate(per_query["ap"], **boot),
+           "recall@1": M.mean_estimate(per_query["hit@1"], **boot),
+           "recall@10": M.mean_estimate(per_query["hit@10"], **boot)}
     position = {k: j for j, k in enumerate(originals)}
     sym = M.embedding_consistency(
         np.stack([sub.predictions[a] for a, _ in twins]) if twins else np.zeros((0, emb.shape[1])),
@@ -111,15 +118,18 @@ def _score_merging(sub, task, answers, seed, resamples):
     ratios = [s["acc_ratio"] for s in scores]
     barriers = [s["loss_barrier"] for s in scores]
     merged = [s["merged_acc"] for s in scores]
-    correct, total = [], []
+    correct, total, synthetic_clusters = [], [], []
     for pid, true in answers["synthetic_permutations"].items():
+        synthetic_clusters.append(answers["synthetic_clusters"][pid])
         pred = sub.predictions[pid]
         correct.append(sum(int(np.sum(np.asarray(pred[n]) == np.asarray(p))) for n, p in true.items()))
         total.append(sum(len(p) for p in true.values()))
-    out = {"acc_ratio": M.mean_estimate(ratios, seed=seed, resamples=resamples),
-           "loss_barrier": M.mean_estimate(barriers, seed=seed, resamples=resamples),
-           "merged_acc": M.mean_estimate(merged, seed=seed, resamples=resamples),
-           "unit_match_acc": M.ratio_estimate(correct, total, seed=seed, resamples=resamples)}
+    boot = {"clusters": answers["pair_clusters"], "seed": seed, "resamples": resamples}
+    out = {"acc_ratio": M.mean_estimate(ratios, **boot),
+           "loss_barrier": M.mean_estimate(barriers, **boot),
+           "merged_acc": M.mean_estimate(merged, **boot),
+           "unit_match_acc": M.ratio_estimate(correct, total, clusters=synthetic_clusters, seed=seed,
+                                              resamples=resamples)}
     return out, {}
 
 
@@ -154,11 +164,12 @@ def score_submission(path, zoo, *, seed: int = M.DEFAULT_SEED, resamples: int = 
     Args:
       path: a JSON or NPZ submission.
       zoo: a `Zoo` or its directory.
-      seed, resamples: of the bootstrap intervals (95% percentile).
+      seed, resamples: of the cluster bootstrap intervals (95% percentile).
       tasks: optional cache (task, split, all_checkpoints) -> Task, shared across calls.
 
     Returns a JSON-able dict: the submission's metadata, ``seed`` (None when it has
-    none), ``sha256`` of the file, ``metrics`` (name -> value, ci_low, ci_high, n),
+    none), ``sha256`` of the file, ``metrics`` (name -> value, ci_low, ci_high, n,
+    n_clusters: the items and the clusters the bootstrap resampled),
     ``symmetry`` and ``bootstrap`` (whose ``seed`` is the bootstrap's, not the run's).
     Raises `SubmissionError` (nothing scored) listing every problem.
     """

@@ -17,6 +17,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from zoo_builder.errors import DomainError
+
 DEFAULT_DB = "leaderboard.sqlite"
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 60_000
@@ -33,7 +35,7 @@ CREATE TABLE IF NOT EXISTS submissions (
     zoo_name TEXT NOT NULL,
     zoo_fingerprint TEXT NOT NULL,
     split_fingerprint TEXT NOT NULL,
-    metrics TEXT NOT NULL,      -- JSON: name -> {value, ci_low, ci_high, n}
+    metrics TEXT NOT NULL,      -- JSON: name -> {value, ci_low, ci_high, n, n_clusters}
     symmetry TEXT NOT NULL,     -- JSON: name -> value
     bootstrap TEXT NOT NULL,    -- JSON: {seed, resamples, confidence}
     seed INTEGER,               -- the run's training seed (NULL: unseeded)
@@ -49,6 +51,10 @@ _COLUMNS = ("id", "method", "version", "description", "task", "split", "all_chec
 _JSON_COLUMNS = ("metrics", "symmetry", "bootstrap")
 
 
+class StoreError(DomainError, ValueError):
+    """A file is not a leaderboard database this zoobench can use; the message names it."""
+
+
 def connect(path=DEFAULT_DB) -> sqlite3.Connection:
     """Open (creating if needed) the database at `path`: WAL mode, busy timeout, schema in place."""
     path = Path(path)
@@ -61,7 +67,7 @@ def connect(path=DEFAULT_DB) -> sqlite3.Connection:
         with transaction(conn):
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if not 0 <= version <= SCHEMA_VERSION:
-                raise ValueError(f"{path}: leaderboard database schema version {version}, "
+                raise StoreError(f"{path}: leaderboard database schema version {version}, "
                                  f"expected at most {SCHEMA_VERSION}")
             for statement in filter(str.strip, SCHEMA.split(";")):  # executescript would COMMIT early
                 conn.execute(statement)
@@ -69,7 +75,7 @@ def connect(path=DEFAULT_DB) -> sqlite3.Connection:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except sqlite3.DatabaseError as e:
         conn.close()
-        raise ValueError(f"{path}: not a usable leaderboard database ({e})") from None
+        raise StoreError(f"{path}: not a usable leaderboard database ({e})") from None
     except BaseException:
         conn.close()
         raise

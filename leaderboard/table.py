@@ -1,7 +1,11 @@
 """Paper-style leaderboard tables from stored rows: methods × metrics, mean ± spread.
 
-One table per (task, split, zoo): numbers from different zoos or splits are not
-comparable. Rows are grouped by (method, version). Unseeded submissions: the
+One table per item set: (task, split, zoo, final or every checkpoint, split
+file). Numbers over different items are not comparable: another zoo or split,
+every checkpoint of a network instead of its final one, or an older split file
+of the same name. The title names the checkpoints when they are every one, and
+the split file's fingerprint when the database holds runs on several files of
+that split. Rows are grouped by (method, version). Unseeded submissions: the
 latest wins, shown as value ± bootstrap half-interval. Seeded submissions (as
 papers report them): the latest per seed is kept and the row shows the mean
 over seeds ± their sample standard deviation, with the number of seeds. In
@@ -20,6 +24,7 @@ from leaderboard.score import LOWER_IS_BETTER, PRIMARY, strict_json
 
 FORMATS = ("text", "markdown", "json")
 PLUS_MINUS = "± : 95% bootstrap half-interval for one run; standard deviation over seeds when seeds > 1"
+_TABLE_KEYS = ("task", "split", "zoo_name", "zoo_fingerprint", "all_checkpoints", "split_fingerprint")
 _JSON_ROW_KEYS = ("method", "version", "seeds", "seed_values", "metrics", "symmetry", "sha256", "scored_at")
 
 
@@ -46,7 +51,7 @@ def _symmetry_cell(sym: dict) -> str:
         return "n/a"
     # The issue's figures: mean |ŷ(twin) − ŷ(original)|, class agreement, twin–original cosine.
     return ", ".join(f"{k} {_num(v):.3f}" for k, v in sorted(sym.items())
-                     if not k.endswith("/normalized") and k != "nearest_original")
+                     if not k.endswith("/normalized_abs_diff") and k != "nearest_original")
 
 
 def _seeds_cell(r: dict) -> str:
@@ -63,7 +68,9 @@ def aggregate_metric(runs: list[dict]) -> dict:
         return {**runs[0], "std": 0.0, "seeds": 1}
     values = np.array([_num(m["value"]) for m in runs], np.float64)
     mean, std = float(np.mean(values)), float(np.std(values, ddof=1))
-    return {"value": mean, "ci_low": mean - std, "ci_high": mean + std, "n": runs[-1]["n"],
+    # rows scored before n_clusters existed lack it
+    clusters = {"n_clusters": runs[-1]["n_clusters"]} if "n_clusters" in runs[-1] else {}
+    return {"value": mean, "ci_low": mean - std, "ci_high": mean + std, "n": runs[-1]["n"], **clusters,
             "std": std, "seeds": len(runs)}
 
 
@@ -88,26 +95,40 @@ def method_row(runs: list[dict]) -> dict:
 
 
 def group_rows(rows: list[dict]) -> list[dict]:
-    """Tables {task, split, zoo_name, zoo_fingerprint, metrics, rows}; a row per method+version.
+    """Tables {task, split, zoo_name, zoo_fingerprint, all_checkpoints, split_fingerprint, qualifiers,
+    metrics, rows}, one per item set; a row per method+version.
 
+    ``qualifiers`` says what sets a table apart from the others of its task, split
+    and zoo ("every checkpoint", "split file <fingerprint>"); empty by default.
     Seeded and unseeded runs of one method and version make two rows: a
     latest-wins run is not one more seed.
     """
     groups: dict[tuple, dict] = {}
     for r in rows:  # oldest first
-        key = (r["task"], r["split"], r["zoo_name"], r["zoo_fingerprint"])
-        g = groups.setdefault(key, {"task": r["task"], "split": r["split"], "zoo_name": r["zoo_name"],
-                                    "zoo_fingerprint": r["zoo_fingerprint"], "runs": {}})
+        key = tuple(r[k] for k in _TABLE_KEYS)
+        g = groups.setdefault(key, {**dict(zip(_TABLE_KEYS, key, strict=True)), "runs": {}})
         g["runs"].setdefault((r["method"], r["version"], r.get("seed") is not None), []).append(r)
+    split_files: dict[tuple, set] = {}
+    for task, split, zoo_name, zoo_fingerprint, _, split_fingerprint in groups:
+        split_files.setdefault((task, split, zoo_name, zoo_fingerprint), set()).add(split_fingerprint)
     out = []
     for key in sorted(groups):
         g = groups[key]
         table_rows = [method_row(g["runs"][k]) for k in sorted(g["runs"])]
         metrics = list(PRIMARY.get(g["task"], ()))
         extra = sorted({m for r in table_rows for m in r["metrics"]} - set(metrics))
-        out.append({**{k: g[k] for k in ("task", "split", "zoo_name", "zoo_fingerprint")},
+        qualifiers = ["every checkpoint"] if g["all_checkpoints"] else []
+        if len(split_files[key[:4]]) > 1:
+            qualifiers.append(f"split file {g['split_fingerprint'][:12]}")
+        out.append({**{k: g[k] for k in _TABLE_KEYS}, "qualifiers": qualifiers,
                     "metrics": metrics + extra, "rows": table_rows})
     return out
+
+
+def title(group: dict) -> str:
+    """A table's title: task / split on zoo NAME (fingerprint), then its qualifiers if any."""
+    return ", ".join([f"{group['task']} / {group['split']} on zoo {group['zoo_name']} "
+                      f"({group['zoo_fingerprint'][:12]})", *group["qualifiers"]])
 
 
 def best(group: dict, metric: str) -> float | None:
@@ -125,8 +146,7 @@ def render(rows: list[dict], fmt: str = "text") -> str:
         raise ValueError(f"format must be one of {list(FORMATS)}, got {fmt!r}")
     groups = group_rows(rows)
     if fmt == "json":
-        return json.dumps({"tables": [{**{k: g[k] for k in ("task", "split", "zoo_name", "zoo_fingerprint",
-                                                              "metrics")},
+        return json.dumps({"tables": [{**{k: g[k] for k in (*_TABLE_KEYS, "metrics")},
                                        "plus_minus": PLUS_MINUS,
                                        "rows": [{k: r[k] for k in _JSON_ROW_KEYS} for r in g["rows"]]}
                                       for g in groups]},
@@ -135,7 +155,6 @@ def render(rows: list[dict], fmt: str = "text") -> str:
         return "no scored submissions"
     parts = []
     for g in groups:
-        title = f"{g['task']} / {g['split']} on zoo {g['zoo_name']} ({g['zoo_fingerprint'][:12]})"
         header = ["method", *g["metrics"], "seeds", "symmetry consistency"]
         body = []
         for r in g["rows"]:
@@ -151,12 +170,12 @@ def render(rows: list[dict], fmt: str = "text") -> str:
             cells.append(_symmetry_cell(r["symmetry"]))
             body.append(cells)
         if fmt == "markdown":
-            lines = [f"### {title}", "", PLUS_MINUS, "", "| " + " | ".join(header) + " |",
+            lines = [f"### {title(g)}", "", PLUS_MINUS, "", "| " + " | ".join(header) + " |",
                      "|" + "|".join("---" for _ in header) + "|"]
             lines += ["| " + " | ".join(c) + " |" for c in body]
         else:
             widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-            lines = [title, PLUS_MINUS, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+            lines = [title(g), PLUS_MINUS, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
             lines.append("  ".join("-" * w for w in widths))
             lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in body]
         parts.append("\n".join(lines))

@@ -29,6 +29,7 @@ from zoo_builder.architecture import (
     WIDTH_RANGE,
     ArchSpec,
 )
+from zoo_builder.errors import DomainError
 from zoo_builder.files import read_bounded
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
@@ -40,7 +41,7 @@ TRAINING_VERSION = 2
 MAX_CONFIG_BYTES = 1 << 20
 
 
-class ConfigError(ValueError):
+class ConfigError(DomainError, ValueError):
     """A zoo config is invalid; the message names the file, the field and what was expected."""
 
 

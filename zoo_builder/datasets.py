@@ -44,6 +44,8 @@ import re
 
 import numpy as np
 
+from zoo_builder.errors import DomainError
+
 _BUILTIN = ("digits", "mnist5k", "mnist1d")
 _TFDS_PREFIX = "tfds:"
 _PERM_RE = re.compile(r"perm([1-9][0-9]*)")
@@ -51,6 +53,10 @@ _TFDS_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./:-]*")
 _SPLIT_SEED = 0
 # Bounds the memory held by the per-process cache (tfds datasets can be large).
 _CACHE_SIZE = 16
+
+
+class DatasetError(DomainError, ValueError):
+    """A dataset name that names no dataset, or data that cannot be a zoo's inputs; the message says which."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -88,8 +94,8 @@ def dataset_names() -> tuple[str, ...]:
     return _BUILTIN
 
 
-def _unknown_name_error(name: str, problem: str) -> ValueError:
-    return ValueError(
+def _unknown_name_error(name: str, problem: str) -> DatasetError:
+    return DatasetError(
         f"{problem} in dataset name {name!r}; expected one of {', '.join(_BUILTIN)} or "
         f"'tfds:NAME' (e.g. 'tfds:mnist'), optionally followed by '@perm<k>' with "
         f"integer k >= 1 (e.g. 'digits@perm2')"
@@ -229,21 +235,21 @@ def _builtin_raw(base: str) -> _Raw:
 def _records_to_arrays(records, what: str) -> tuple[np.ndarray, np.ndarray]:
     """Stack tfds records' ``image`` (h, w[, c]) and ``label`` into numpy arrays."""
     if not records:
-        raise ValueError(f"{what} has no examples")
+        raise DatasetError(f"{what} has no examples")
     missing = {"image", "label"} - set(records[0])
     if missing:
-        raise ValueError(
+        raise DatasetError(
             f"{what} records have features {sorted(records[0])}; expected 'image' and "
             f"'label' (missing {sorted(missing)})"
         )
     try:
         images = np.stack([np.asarray(r["image"]) for r in records])
     except ValueError as e:
-        raise ValueError(f"{what} images differ in shape; expected one fixed shape") from e
+        raise DatasetError(f"{what} images differ in shape; expected one fixed shape") from e
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4:
-        raise ValueError(f"{what} images have shape {images.shape[1:]}; expected (h, w[, c])")
+        raise DatasetError(f"{what} images have shape {images.shape[1:]}; expected (h, w[, c])")
     labels = np.asarray([int(np.asarray(r["label"])) for r in records], dtype=np.int64)
     return images, labels
 
@@ -261,7 +267,7 @@ def _load_tfds(tfds_name: str, max_train: int | None, max_test: int | None, data
             builder_kwargs={"file_format": "array_record"},
         )
     except tfds.core.DatasetNotFoundError as e:
-        raise ValueError(
+        raise DatasetError(
             f"unknown tfds dataset {tfds_name!r} in 'tfds:{tfds_name}'; expected a name "
             f"from tfds.list_builders(), e.g. 'tfds:mnist'"
         ) from e
@@ -282,7 +288,7 @@ def _load_tfds(tfds_name: str, max_train: int | None, max_test: int | None, data
     try:
         num_classes = int(train.dataset_info.features["label"].num_classes)
     except (KeyError, AttributeError, TypeError) as e:
-        raise ValueError(
+        raise DatasetError(
             f"tfds dataset {tfds_name!r} has no ClassLabel 'label' feature; expected one"
         ) from e
 
@@ -330,7 +336,7 @@ def _convert_channels(x: np.ndarray, c: int) -> np.ndarray:
         return x.mean(axis=-1, keepdims=True)
     if c_in == 1:
         return np.repeat(x, c, axis=-1)
-    raise ValueError(f"cannot convert {c_in}-channel images to {c} channels; expected C=1 or 3")
+    raise DatasetError(f"cannot convert {c_in}-channel images to {c} channels; expected C=1 or 3")
 
 
 def _to_inputs(x: np.ndarray, input_shape: tuple[int, int, int]) -> np.ndarray:
@@ -389,7 +395,7 @@ def _load_base(
     y_test = raw.y_test[:max_test].astype(np.int32)
     for y, split in ((y_train, "train"), (y_test, "test")):
         if y.size and (y.min() < 0 or y.max() >= raw.num_classes):
-            raise ValueError(
+            raise DatasetError(
                 f"{base} {split} labels span [{y.min()}, {y.max()}]; expected "
                 f"[0, {raw.num_classes - 1}]"
             )

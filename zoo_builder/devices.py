@@ -10,6 +10,16 @@ import time
 import jax
 from jax._src import distributed
 
+from zoo_builder.errors import DomainError
+
+
+class ClusterError(DomainError, ValueError):
+    """The options of a multi-process build do not describe a cluster this process can join."""
+
+
+class PeerFailed(DomainError, RuntimeError):
+    """Another process of a distributed build failed; this one stops too."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Cluster:
@@ -29,12 +39,12 @@ class Cluster:
 
     def __post_init__(self):
         if self.num_processes is not None and self.num_processes < 1:
-            raise ValueError(f"num_processes must be >= 1, got {self.num_processes}")
+            raise ClusterError(f"num_processes must be >= 1, got {self.num_processes}")
         if self.process_id is not None and self.process_id < 0:
-            raise ValueError(f"process_id must be >= 0, got {self.process_id}")
+            raise ClusterError(f"process_id must be >= 0, got {self.process_id}")
         if None not in (self.process_id, self.num_processes) and self.process_id >= self.num_processes:
-            raise ValueError(f"process_id must be in 0..num_processes-1 = 0..{self.num_processes - 1}, "
-                             f"got {self.process_id}")
+            raise ClusterError(f"process_id must be in 0..num_processes-1 = 0..{self.num_processes - 1}, "
+                               f"got {self.process_id}")
         if self.coordinator is not None:
             parse_address(self.coordinator)
 
@@ -43,7 +53,7 @@ def parse_address(value: str) -> tuple[str, int]:
     """HOST:PORT (HOST may be a name, an IPv4 address or a bracketed IPv6 address)."""
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"coordinator address must be HOST:PORT with a port in 1..65535, got {value!r}")
+        raise ClusterError(f"coordinator address must be HOST:PORT with a port in 1..65535, got {value!r}")
     return host.strip("[]"), int(port)
 
 
@@ -86,8 +96,8 @@ def join_cluster(cluster: Cluster) -> tuple[int, int]:
         jax.distributed.initialize(cluster.coordinator, cluster.num_processes, cluster.process_id,
                                    initialization_timeout=cluster.init_timeout_s)
     except ValueError as e:  # JAX found no cluster environment to fill the unset fields from
-        raise ValueError(f"cannot join a distributed build: {e} Pass --coordinator HOST:PORT "
-                         "--num-processes N --process-id I, or run under Slurm or Open MPI") from None
+        raise ClusterError(f"cannot join a distributed build: {e} Pass --coordinator HOST:PORT "
+                           "--num-processes N --process-id I, or run under Slurm or Open MPI") from None
     # Start the backend now: it exchanges device topologies with every process, which would
     # otherwise happen at the first computation and stall the others if this one failed before.
     jax.local_devices()
@@ -117,7 +127,3 @@ def barrier(name: str, timeout_s: float, error: str | None = None) -> None:
         status = client.blocking_key_value_get(f"zoobench/{name}/{other}", int(timeout_s * 1000))
         if status != "ok":
             raise PeerFailed(f"process {other} of {count} failed before {name!r}: {status[len('error: '):]}")
-
-
-class PeerFailed(RuntimeError):
-    """Another process of a distributed build failed; this one stops too."""

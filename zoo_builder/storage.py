@@ -28,6 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from zoo_builder.architecture import ArchSpec
+from zoo_builder.errors import DomainError
 from zoo_builder.files import atomic_path, read_bounded, sha256_file, write_json
 
 FORMAT = "zoobench-zoo"
@@ -38,9 +39,14 @@ WEIGHTS_DIR = "weights"
 MAX_MANIFEST_BYTES = 64 << 20
 # The manifest's own checksum; zoos written before it have none and are read as before.
 MANIFEST_CHECKSUM = "manifest_sha256"
+# The table columns zoobench itself reads (docs/zoo_format.md lists them all): a table without
+# one is refused on load, naming the file, rather than failing deep inside a task.
+REQUIRED_COLUMNS = ("network_id", "index", "config_id", "epoch", "final", "family", "depth", "hidden",
+                    "max_width", "activation", "dataset", "dataset_base", "optimizer", "test_acc", "gen_gap",
+                    "status", "weights_file", "weights_row")
 
 
-class ZooError(Exception):
+class ZooError(DomainError):
     """A zoo directory is missing, corrupted or of another format; the message names the file."""
 
 
@@ -58,10 +64,16 @@ def write_weights(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str
 
 
 def read_table(path: Path) -> pd.DataFrame:
+    """A zoo's networks.parquet, refused (naming it) if unreadable or missing a `REQUIRED_COLUMNS` column."""
     try:
-        return pq.read_table(path).to_pandas()
+        table = pq.read_table(path).to_pandas()
     except (OSError, pa.ArrowException) as e:
         raise ZooError(f"{path}: not a readable Parquet table ({e})") from e
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise ZooError(f"{path}: missing column(s) {missing}; expected a zoobench zoo table "
+                       "(docs/zoo_format.md lists its columns)")
+    return table
 
 
 def tensor_name(epoch: int, layer: int, param: str) -> str:

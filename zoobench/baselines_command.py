@@ -14,6 +14,7 @@ from benchmark.splits import SPLITS
 from benchmark.tasks import TASKS, TaskUnavailable
 from leaderboard.score import score_submission
 from leaderboard.store import add_result, connect
+from zoo_builder.errors import UsageError
 from zoobench.options import add_json_option
 
 
@@ -34,7 +35,7 @@ def cmd_baselines_run(args) -> int:
         for m in methods:
             if not applies(t, m):
                 if args.task != "all" and args.method != "all":
-                    raise ValueError(f"method {m!r} does not handle the {t!r} task")
+                    raise UsageError(f"method {m!r} does not handle the {t!r} task")
                 continue
             try:
                 paths = run(args.zoo, t, m, args.split, tuple(range(args.seeds)), args.out,

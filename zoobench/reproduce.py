@@ -44,6 +44,7 @@ from zoo_builder.build import build_zoo
 from zoo_builder.config import load_config, preset_path
 from zoo_builder.files import sha256_file, write_json
 from zoo_builder.storage import load_zoo
+from zoobench.options import positive_int
 
 PRESET_PROFILE = {"tiny": "smoke", "small": "fast", "paper": "full"}
 DB_NAME = "leaderboard.sqlite"
@@ -229,7 +230,11 @@ def _summary_cell(m: dict | None) -> str:
 
 
 def summary_markdown(rows: list[dict]) -> str:
-    """One compact table per task: methods × (split, headline metric); mean ± std over seeds."""
+    """One compact table per task: methods × (split, headline metric); mean ± std over seeds.
+
+    A column's split carries its table's qualifiers (`leaderboard.table.group_rows`), e.g.
+    "(id, every checkpoint)", so that two item sets of one split stay two columns.
+    """
     by_task: dict[str, list[dict]] = {}
     for g in group_rows(rows):
         by_task.setdefault(g["task"], []).append(g)
@@ -240,7 +245,7 @@ def summary_markdown(rows: list[dict]) -> str:
             continue
         columns = [(g, m) for g in groups for m in metrics]
         methods = sorted({r["method"] for g in groups for r in g["rows"]})
-        header = " | ".join(f"{m} ({g['split']})" for g, m in columns)
+        header = " | ".join(f"{m} ({', '.join([g['split'], *g['qualifiers']])})" for g, m in columns)
         lines = [f"**{task}**", "", f"| method | {header} |", "|---|" + "---|" * len(columns)]
         for method in methods:
             cells = []
@@ -323,7 +328,8 @@ def add_commands(sub) -> None:
     r.add_argument("--preset", default="small", choices=list(PRESET_PROFILE),
                    help="zoo preset (default: small)")
     r.add_argument("--out", default="results", help="output directory (default: results)")
-    r.add_argument("--seeds", type=int, default=1, help="training seeds per baseline: 0..N-1 (default 1)")
+    r.add_argument("--seeds", type=positive_int, default=1,
+                   help="training seeds per baseline: 0..N-1 (default 1)")
     r.add_argument("--zoo", help="zoo directory (default: zoos/PRESET; reused when finished)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--json", action="store_true", help="print one JSON document")

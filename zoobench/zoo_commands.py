@@ -15,6 +15,7 @@ from benchmark.tasks import tasks_summary
 from zoo_builder.build import build_zoo, build_zoo_in_processes, merge_zoos
 from zoo_builder.config import PRESETS, load_config, load_preset, preset_path
 from zoo_builder.devices import Cluster, barrier, join_cluster
+from zoo_builder.errors import UsageError
 from zoo_builder.smallcnnzoo import import_smallcnnzoo, parse_input_shape
 from zoo_builder.storage import load_zoo, verify_zoo
 from zoobench.options import add_json_option, address, emit, non_negative_int, positive_int, shard
@@ -28,7 +29,7 @@ def _cluster(args):
     if not args.distributed and given == (None, None, None):
         return None
     if args.shard is not None:
-        raise ValueError("--shard is for separate jobs merged later; a distributed build gives "
+        raise UsageError("--shard is for separate jobs merged later; a distributed build gives "
                          "process I of N shard I/N itself")
     return Cluster(*given, init_timeout_s=args.init_timeout)
 
