@@ -13,7 +13,7 @@ from conftest import copy_zoo, flip_byte, mini_doc
 from zoo_builder.config import ConfigError
 from zoo_builder.errors import DomainError
 from zoo_builder.files import sha256_file
-from zoo_builder.storage import MANIFEST, TABLE
+from zoo_builder.storage import MANIFEST, TABLE, write_manifest
 from zoobench import cli, zoo_commands
 
 
@@ -62,7 +62,7 @@ def _without_column(src, dst, column: str):
     pd.read_parquet(zoo / TABLE).drop(columns=[column]).to_parquet(zoo / TABLE)
     manifest = json.loads((zoo / MANIFEST).read_text())
     manifest["files"][TABLE] = sha256_file(zoo / TABLE)
-    (zoo / MANIFEST).write_text(json.dumps(manifest))
+    write_manifest(zoo, manifest)  # resealed: only the missing column is wrong
     for split_file in (zoo / "splits").glob("*.json"):
         split_file.unlink()
     return zoo
