@@ -14,8 +14,8 @@ from benchmark import load_task
 from benchmark.submission import validate_submission
 from benchmark.tasks import test_targets
 from leaderboard.store import connect, entries
-from zoo_builder import cli
 from zoo_builder.permutation import apply_permutation, invert, permutation_spec, random_permutations
+from zoobench import cli
 
 TINY = harness.TrainConfig(batch_size=16, epochs=40, patience=15, learning_rate=3e-3, progress=False)
 SMALL = {"hidden": 32}

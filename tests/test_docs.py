@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo_builder import cli
+from zoobench import cli
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]

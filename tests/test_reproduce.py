@@ -10,7 +10,7 @@ import pytest
 
 from baselines.run import MERGING_METHODS, PREDICTION_METHODS
 from benchmark.tasks import TASK_SPLITS
-from zoo_builder import cli
+from zoobench import cli
 
 
 def _tables(markdown: str) -> dict[tuple[str, str], dict[str, dict[str, str]]]:

@@ -25,11 +25,11 @@ from benchmark.merging import (
     unit_match_accuracy,
 )
 from benchmark.tasks import TASK_SPLITS, TASKS, TaskUnavailable, load_task, shape_leaks
-from zoo_builder import cli
 from zoo_builder.architecture import ArchSpec, apply
 from zoo_builder.files import sha256_file, write_json
 from zoo_builder.permutation import apply_permutation, permutation_spec
 from zoo_builder.storage import MANIFEST, TABLE, load_zoo, read_table, write_table
+from zoobench import cli
 
 COMBOS = [(name, split) for name in TASKS for split in TASK_SPLITS[name]]
 
