@@ -200,6 +200,8 @@ class Task:
       classes: classification and retrieval: target -> sorted class names; a
         target's values are indices into it.
       split_fingerprint: the split file's fingerprint (what a submission names).
+      all_checkpoints: generalization: every checkpoint is an item, not only each
+        network's final one (what a submission's metadata must say).
     """
 
     name: str
@@ -211,6 +213,7 @@ class Task:
     targets: tuple[str, ...]
     classes: Mapping[str, tuple[str, ...]]
     split_fingerprint: str
+    all_checkpoints: bool = False
     _answers: Callable[[], dict] = dataclasses.field(default=None, repr=False)
 
     @property
@@ -311,11 +314,26 @@ def _synthetic(pairs: Sequence[Pair], material: str) -> dict[str, tuple[str, str
     return out
 
 
-def _items(ids: Sequence[str], epochs_of: Mapping[str, list[int]] | None, final_epoch: int):
-    """(network id, epoch) items: the final checkpoint, or every one with `epochs_of`."""
-    if epochs_of is None:
-        return [(i, final_epoch) for i in ids]
+def _items(ids: Sequence[str], epochs_of: Mapping[str, Sequence[int]]):
+    """(network id, epoch) items: every checkpoint `epochs_of` lists for each network."""
     return [(i, e) for i in ids for e in epochs_of[i]]
+
+
+def _item_epochs(zoo: Zoo, final: pd.DataFrame, all_checkpoints: bool,
+                include_diverged: bool) -> dict[str, list[int]]:
+    """Network id -> the checkpoint epochs that are its items, for the networks of `final`.
+
+    A network's final checkpoint is its own last one (its `final` row), not the zoo
+    config's `epochs`: an imported run that crashed or stalled ends early. With
+    `all_checkpoints`, every stored checkpoint, less those flagged diverged (an
+    imported NaN row, stored as zeros) unless `include_diverged`.
+    """
+    if not all_checkpoints:
+        return {nid: [int(e)] for nid, e in zip(final["network_id"], final["epoch"], strict=True)}
+    rows = zoo.table[zoo.table["network_id"].isin(set(final["network_id"]))]
+    if not include_diverged:
+        rows = rows[rows["status"] != "diverged"]
+    return {nid: sorted(int(e) for e in group) for nid, group in rows.groupby("network_id")["epoch"]}
 
 
 def _target_arrays(rows: pd.DataFrame, items, targets: Sequence[str],
@@ -371,9 +389,7 @@ def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: 
         classes = {t: tuple(sorted(set(final[t].astype(str)))) for t in targets}
     twins = {t.id: t for t in the_split.twins if t.of in position}
     rows = zoo.table.set_index(["network_id", "epoch"])
-    final_epoch = int(zoo.manifest["config"]["zoo"]["epochs"])
-    epochs_of = (zoo.table.groupby("network_id")["epoch"].apply(lambda s: sorted(int(e) for e in s))
-                 if all_checkpoints else None)
+    epochs_of = _item_epochs(zoo, final, all_checkpoints, include_diverged)
     defaults = view_defaults([zoo.arch(i) for i in sorted(position)])
     built, answers = {}, {}
     for part in ("train", "val", "test"):
@@ -385,10 +401,10 @@ def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: 
         synthetic = _synthetic(pairs, material)
         true_perms = {pid: aligning_permutations(zoo.arch(a), seed)
                       for pid, (a, _, seed) in synthetic.items()}
-        own = _items(part_ids[part], epochs_of, final_epoch)
+        own = _items(part_ids[part], epochs_of)
         part_twins = twins if part == "test" else {}
         all_items = own + [(t, e) for t in sorted(part_twins)
-                           for _, e in _items([part_twins[t].of], epochs_of, final_epoch)]
+                           for _, e in _items([part_twins[t].of], epochs_of)]
         if part == "test":
             all_items.sort(key=lambda it: derive_hex(material, name, it[0], str(it[1])))
             originals = [it for it in all_items if it[0] not in part_twins]
@@ -415,7 +431,7 @@ def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: 
     return Task(
         name=name, split=split, zoo=zoo, train=built["train"], val=built["val"], test=built["test"],
         targets=targets, classes=classes, split_fingerprint=the_split.fingerprint,
-        _answers=lambda: answers,
+        all_checkpoints=all_checkpoints, _answers=lambda: answers,
     )
 
 

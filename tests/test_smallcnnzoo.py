@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmark.splits import SplitUnavailable
+from benchmark.submission import task_metadata
+from benchmark.tasks import TASK_SPLITS, TASKS, TaskUnavailable, load_task, test_targets
 from zoo_builder import smallcnnzoo, storage
 from zoo_builder.architecture import apply
 from zoo_builder.files import sha256_file
@@ -109,6 +113,77 @@ def make_source(root: Path, *, in_channels: int = 1, dataset: str | None = "mnis
     return Source(root, weights, metrics, np.array(nets)[perm])
 
 
+# --------------------------------------------------------------------------- the published format
+
+# The published zoos' checkpoint steps (README of google-research/dnn_predict_accuracy).
+PUBLISHED_STEPS = (0, 1, 2, 3, 20, 40, 60, 80, 86)
+CRASHED_NETWORK = 7  # its run stopped after step 80: no step-86 checkpoint
+NAN_ROW_NETWORK, NAN_ROW_STEP = 11, 20  # one weights row holds a NaN, mid-training
+
+
+def keras_layout(in_channels: int = 1) -> list[tuple[str, tuple[int, ...]]]:
+    """The published layout.csv's variables in Keras order: each layer's kernel before its bias."""
+    out, c = [], in_channels
+    for name in ("conv2d", "conv2d_1", "conv2d_2"):
+        out += [(f"sequential/{name}/kernel:0", (3, 3, c, 16)), (f"sequential/{name}/bias:0", (16,))]
+        c = 16
+    return out + [("sequential/dense/kernel:0", (16, 10)), ("sequential/dense/bias:0", (10,))]
+
+
+def make_published_source(root: Path, n_networks: int = 24) -> Source:
+    """`n_networks` networks as the Small CNN Zoo published them, crashed run and NaN row included.
+
+    layout.csv is written by pandas with its index column and a `size` column;
+    metrics.csv.gz has the published `config.*` columns (README of
+    dnn_predict_accuracy) and `modeldir`; rows are grouped by network, steps in order.
+    """
+    root.mkdir(parents=True)
+    variables = keras_layout()
+    rows, pos = [], 0
+    for varname, shape in variables:
+        size = math.prod(shape)
+        rows.append({"varname": varname, "start_idx": pos, "end_idx": pos + size, "size": size,
+                     "shape": str(tuple(shape))})
+        pos += size
+    pd.DataFrame(rows).to_csv(root / "layout.csv")  # with pandas' unnamed index column
+    rng = np.random.default_rng(1)
+    rows, nets = [], []
+    for n in range(n_networks):
+        config = {
+            "config.activation": ["relu", "tanh"][n % 2],
+            "config.b_init": "zeros",
+            "config.dataset": "mnist",
+            "config.dnn_architecture": "cnn",
+            "config.dropout": [0.0, 0.05, 0.2][n % 3],
+            "config.epochs": 86,
+            "config.epochs_between_checkpoints": 20,
+            "config.init_std": float(rng.uniform(0.01, 0.5)),
+            "config.l2reg": float(rng.uniform(1e-8, 1e-2)),
+            "config.learning_rate": float(rng.uniform(1e-4, 1e-1)),
+            "config.num_layers": 3,
+            "config.num_units": 16,
+            "config.optimizer": ["adam", "sgd", "rmsprop"][n % 3],
+            "config.random_seed": 42,
+            "config.train_fraction": [0.1, 0.25, 0.5, 1.0][n % 4],
+            "config.w_init": ["he_normal", "glorot_normal", "RandomNormal"][n % 3],
+        }
+        steps = PUBLISHED_STEPS[:-1] if n == CRASHED_NETWORK else PUBLISHED_STEPS
+        for step in steps:
+            train_acc = float(rng.uniform(0.1, 1.0))
+            rows.append({**config, "modeldir": f"/tmp/zoo/{n}", "step": step,
+                         "test_accuracy": float(train_acc - rng.uniform(0.0, 0.1)),
+                         "test_loss": float(rng.uniform(0.1, 3)), "train_accuracy": train_acc,
+                         "train_loss": float(rng.uniform(0.1, 3))})
+            nets.append(n)
+    metrics = pd.DataFrame(rows)
+    weights = (0.3 * rng.normal(size=(len(rows), pos))).astype(np.float32)
+    weights[np.flatnonzero((np.array(nets) == NAN_ROW_NETWORK)
+                           & (metrics["step"].to_numpy() == NAN_ROW_STEP))[0], 7] = np.nan
+    np.save(root / "weights.npy", weights)
+    metrics.to_csv(root / "metrics.csv.gz", index=False)
+    return Source(root, weights, metrics, np.array(nets))
+
+
 def expected_params(weights_row: np.ndarray, variables) -> list[dict[str, np.ndarray]]:
     """Canonical layers cut from one source row by hand (independent of the importer's layout code)."""
     cut, pos = {}, 0
@@ -129,6 +204,11 @@ def source(tmp_path) -> Source:
 def imported(source, tmp_path) -> Path:
     import_smallcnnzoo(source.path, tmp_path / "zoo")
     return tmp_path / "zoo"
+
+
+@pytest.fixture
+def published(tmp_path) -> Source:
+    return make_published_source(tmp_path / "mnist")
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -492,3 +572,51 @@ def test_cli_errors(source, tmp_path, capsys):
     assert code == 2 and "expected H,W,C" in stderr
     code, _, stderr = run_cli(capsys, "zoo", "import-smallcnnzoo", source.path)
     assert code == 2 and "--out" in stderr
+
+
+# --------------------------------------------------------------------------- crashed runs
+
+
+def test_crashed_runs_every_task_loads(published, tmp_path, capsys):
+    """A run that stopped early ends at its last stored checkpoint: every task builds on the zoo.
+
+    The published MNIST zoo has 269,973 rows, not 30,000 x 9: some runs crashed
+    before epoch 86. Their last checkpoint is their final one.
+    """
+    out = tmp_path / "zoo"
+    code, _, err = run_cli(capsys, "zoo", "import-smallcnnzoo", published.path, "--out", out)
+    assert code == 0, err
+    zoo = load_zoo(out)
+    assert zoo.num_networks == 24
+    by_net = dict(zip(published.net_of_row[zoo.table["source_row"]], zoo.table["network_id"], strict=True))
+    crashed = by_net[CRASHED_NETWORK]
+    assert zoo.row(crashed)["epoch"] == 80
+    final_epoch = dict(zip(zoo.final["network_id"], zoo.final["epoch"], strict=True))
+    loaded = []
+    for name in TASKS:
+        for split in TASK_SPLITS[name]:
+            for all_checkpoints in (False, True) if name == "generalization" else (False,):
+                try:
+                    task = load_task(name, zoo, split, all_checkpoints=all_checkpoints)
+                except (TaskUnavailable, SplitUnavailable):
+                    continue
+                loaded.append((name, split, all_checkpoints))
+                answers = test_targets(task)
+                for part in task.parts:
+                    originals = [(i, int(e)) for i, e in zip(part.ids, part.epochs, strict=True)
+                                 if i in final_epoch]
+                    if not all_checkpoints:
+                        assert all(e == final_epoch[i] for i, e in originals)
+                    for i, e in originals:
+                        assert zoo.row(i, e)["status"] == "ok"  # the NaN row is left out
+                    assert all(np.isfinite(v).all() for v in (part.targets or answers["targets"]).values())
+                    assert len(part.networks()) == len(part)
+                assert task_metadata(task, method="m").all_checkpoints is all_checkpoints
+    assert ("generalization", "id", False) in loaded and ("generalization", "id", True) in loaded
+    task = load_task("generalization", zoo, "id")
+    # Which part holds the crashed network is fixed by its id; in the test part, it also checks
+    # that submission metadata tells its final checkpoint from an all-checkpoints item.
+    assert crashed in test_targets(task)["ids"]
+    code, stdout, err = run_cli(capsys, "tasks", out)
+    assert code == 0, err
+    assert re.search(r"generalization\s+id\s+train \d+, val \d+, test \d+", stdout)

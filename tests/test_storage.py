@@ -198,7 +198,7 @@ def test_zoo_api(tiny_zoo, tiny_config):
     row = zoo.row(net.network_id)
     assert (row["index"], row["epoch"]) == (5, 2)
     assert zoo.row(net.network_id, 1)["epoch"] == 1
-    with pytest.raises(KeyError, match="no network 'nope' at epoch 2"):
+    with pytest.raises(KeyError, match="no network 'nope' at its final checkpoint"):
         zoo.row("nope")
     with pytest.raises(KeyError, match="at epoch 3"):
         zoo.params(net.network_id, 3)

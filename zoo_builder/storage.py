@@ -194,8 +194,8 @@ class Zoo:
         """A network's table row at a checkpoint epoch (default: its final one, where `final` is true)."""
         i = self._final_of.get(network_id) if epoch is None else self._row_of.get((network_id, int(epoch)))
         if i is None:
-            at = self.manifest["config"]["zoo"].get("epochs", "final") if epoch is None else epoch
-            raise KeyError(f"{self.root}: no network {network_id!r} at epoch {at}")
+            at = "its final checkpoint" if epoch is None else f"epoch {epoch}"
+            raise KeyError(f"{self.root}: no network {network_id!r} at {at}")
         return self.table.iloc[i]
 
     @functools.cached_property
