@@ -19,12 +19,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmark.merging import MergePair, evaluation_data, interpolation_curve, interpolation_curves
 from benchmark.splits import SplitUnavailable
 from benchmark.submission import task_metadata
 from benchmark.tasks import TASK_SPLITS, TASKS, TaskUnavailable, load_task, test_targets
-from zoo_builder import smallcnnzoo, storage
+from zoo_builder import datasets, smallcnnzoo, storage
 from zoo_builder.architecture import apply
 from zoo_builder.files import sha256_file
+from zoo_builder.permutation import permutation_spec
 from zoo_builder.smallcnnzoo import SourceError, import_smallcnnzoo, parse_input_shape, parse_shape
 from zoo_builder.storage import ZooError, load_zoo, verify_zoo
 from zoobench import cli
@@ -554,10 +556,10 @@ def test_cli_json(source, tmp_path, capsys):
 def test_cli_text_and_options(source, tmp_path, capsys):
     out = tmp_path / "zoo"
     code, stdout, _ = run_cli(capsys, "zoo", "import-smallcnnzoo", source.path, "--out", out,
-                              "--dataset", "digits", "--input-shape", "8,8,1")
+                              "--dataset", "digits", "--input-shape", "16,16,1")
     assert code == 0
     assert stdout.startswith(f"imported {source.path} into {out}: 6 networks, 18 checkpoints, "
-                             "input shape (8, 8, 1)")
+                             "input shape (16, 16, 1)")
     assert set(load_zoo(out).table["dataset"]) == {"digits"}
 
 
@@ -620,3 +622,88 @@ def test_crashed_runs_every_task_loads(published, tmp_path, capsys):
     code, stdout, err = run_cli(capsys, "tasks", out)
     assert code == 0, err
     assert re.search(r"generalization\s+id\s+train \d+, val \d+, test \d+", stdout)
+
+
+# --------------------------------------------------------------------------- the function they compute
+
+
+def keras_logits(params, x: np.ndarray, activation: str) -> np.ndarray:
+    """The Small CNN Zoo's forward pass as Keras computes it, in float64 NumPy.
+
+    `Conv2D(16, 3, strides=2)` with Keras' default padding 'valid' (HWIO kernel,
+    cross-correlation: out[i, j] = sum over (a, b, c) of x[2i + a, 2j + b, c] * k[a, b, c]),
+    the activation, then GlobalAveragePooling2D and the dense head
+    (dnn_predict_accuracy/train_network.py, build_cnn).
+    """
+    act = {"relu": lambda z: np.maximum(z, 0.0), "tanh": np.tanh}[activation]
+    h = np.asarray(x, np.float64)
+    for layer in params[:-1]:
+        kernel, bias = np.asarray(layer["kernel"], np.float64), np.asarray(layer["bias"], np.float64)
+        oh, ow = (h.shape[1] - 3) // 2 + 1, (h.shape[2] - 3) // 2 + 1
+        out = np.zeros((h.shape[0], oh, ow, kernel.shape[-1]))
+        for a in range(3):
+            for b in range(3):
+                out += h[:, a:a + 2 * oh - 1:2, b:b + 2 * ow - 1:2, :] @ kernel[a, b]
+        h = act(out + bias)
+    head = params[-1]
+    return h.mean(axis=(1, 2)) @ np.asarray(head["kernel"], np.float64) + np.asarray(head["bias"], np.float64)
+
+
+def test_keras_reference_output_sizes():
+    """Guards the reference: VALID stride-2 3x3 maps 28 -> 13 -> 6 -> 2, as Keras does."""
+    h = np.zeros((1, 28, 28, 1))
+    sizes = []
+    for _ in range(3):
+        h = h[:, : 2 * ((h.shape[1] - 3) // 2 + 1) - 1:2, : 2 * ((h.shape[2] - 3) // 2 + 1) - 1:2]
+        sizes.append(h.shape[1])
+    assert sizes == [13, 6, 2]
+
+
+def test_imported_networks_compute_the_keras_function(published, tmp_path):
+    """Inputs scaled as the zoo says, zoobench's apply gives the logits Keras gave."""
+    import_smallcnnzoo(published.path, tmp_path / "zoo")
+    zoo = load_zoo(tmp_path / "zoo")
+    pixels = np.random.default_rng(3).integers(0, 256, size=(5, 28, 28, 1)) / 255.0
+    x = -1.0 + 2.0 * pixels  # train_network.py: image / 255, then into [-1, 1]
+    final = zoo.final[zoo.final["status"] == "ok"]
+    for nid in final.drop_duplicates("activation")["network_id"]:
+        arch = zoo.arch(nid)
+        params = zoo.params(nid)
+        want = keras_logits(params, x, arch.activation)
+        got = np.asarray(apply(arch, params, x.astype(np.float32)), np.float64)
+        relative_error = float(np.abs(got - want).max() / np.abs(want).max())
+        assert relative_error <= 1e-5, (arch.activation, relative_error)
+    assert zoo.arch(nid).padding == "VALID"
+    assert zoo.manifest["config"]["zoo"]["input_scaling"] == "[-1, 1]"
+
+
+def test_an_import_of_format_version_1_warns(imported):
+    """Zoos imported before version 2 hold no padding or scaling: read as SAME, standardised, and said so."""
+    path = imported / storage.MANIFEST
+    path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": 1}))
+    with pytest.warns(UserWarning, match="imported before format version 2.*Import it again"):
+        load_zoo(imported)
+
+
+def test_imported_networks_are_evaluated_as_trained(published, tmp_path):
+    """evaluation_data scales pixels into [-1, 1]; the batched merging path uses VALID convs too."""
+    import_smallcnnzoo(published.path, tmp_path / "zoo", dataset="mnist5k")
+    zoo = load_zoo(tmp_path / "zoo")
+    x, y = evaluation_data(zoo, "mnist5k")
+    raw = datasets._builtin_raw("mnist5k").x_test
+    np.testing.assert_allclose(x, (-1.0 + 2.0 * raw / 255.0).astype(np.float32), rtol=0, atol=1e-6)
+    x, y = x[:64], y[:64]
+    ok = zoo.final[zoo.final["status"] == "ok"]
+    a, b = ok.loc[ok["activation"] == "tanh", "network_id"][:2]
+    arch = zoo.arch(a)
+    assert zoo.arch(b) == arch
+    identity = {name: np.arange(size) for name, size in permutation_spec(arch).sizes.items()}
+    [curve] = interpolation_curves([MergePair(arch, zoo.params(a), zoo.params(b), identity, "d")],
+                                   {"d": (x, y)})
+    for lam, params in ((0, zoo.params(a)), (-1, zoo.params(b))):
+        logits = keras_logits(params, x, arch.activation)
+        logp = logits - logits.max(axis=1, keepdims=True)
+        logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+        np.testing.assert_allclose(curve["loss"][lam], -logp[np.arange(len(y)), y].mean(), rtol=1e-5)
+    eager = interpolation_curve(arch, zoo.params(a), zoo.params(b), x, y)
+    np.testing.assert_allclose(curve["loss"], eager["loss"], rtol=1e-5)

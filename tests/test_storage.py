@@ -294,6 +294,18 @@ def test_damaged_manifest_is_reported_by_name(zoo_copy, case):
         load_zoo(zoo_copy)
 
 
+def test_a_version_1_zoo_is_read_as_before(zoo_copy, tiny_zoo):
+    """Version 2 added `padding` and `input_scaling`; a version-1 zoo has neither: SAME, standardised."""
+    path = zoo_copy / MANIFEST
+    manifest = json.loads(path.read_text())
+    assert manifest["format_version"] == FORMAT_VERSION == 2
+    path.write_text(json.dumps({**manifest, "format_version": 1}))
+    old, new = load_zoo(zoo_copy), load_zoo(tiny_zoo)
+    assert "padding" not in old.table.columns and "input_scaling" not in old.manifest["config"]["zoo"]
+    for nid in old.final["network_id"]:
+        assert old.arch(nid) == new.arch(nid) and old.arch(nid).padding == "SAME"
+
+
 def test_a_tampered_checksum_is_reported(zoo_copy):
     manifest = json.loads((zoo_copy / MANIFEST).read_text())
     rel = sorted(k for k in manifest["files"] if k.startswith(WEIGHTS_DIR))[0]

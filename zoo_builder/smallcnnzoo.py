@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from zoo_builder import storage
-from zoo_builder.architecture import ACTIVATION_NAMES, KERNEL_SIZE
+from zoo_builder.architecture import ACTIVATION_NAMES, KERNEL_SIZE, ArchSpec
 from zoo_builder.build import library_versions, zoo_files
 from zoo_builder.files import sha256_file, write_json
 from zoo_builder.storage import weights_fingerprint
@@ -52,6 +52,11 @@ CHANNEL_SHAPES = {1: (28, 28, 1), 3: (32, 32, 3)}
 # Checkpoints per weights file: bounds the memory an import needs (4,970 floats: ~160 MB).
 DEFAULT_CHUNK_ROWS = 8192
 UNKNOWN = "unknown"
+# How the published networks were trained (google-research dnn_predict_accuracy/train_network.py):
+# Keras Conv2D(16, 3, strides=2) with its default padding 'valid', on images divided by 255 and
+# mapped onto [-1, 1] (then averaged over channels: grayscale). layout.csv records neither.
+SOURCE_PADDING = "VALID"
+SOURCE_INPUT_SCALING = "[-1, 1]"
 
 
 class SourceError(storage.ZooError):
@@ -340,6 +345,10 @@ def resolve_input_shape(layout: Layout, datasets: np.ndarray, input_shape, path:
         if len(shape) != 3 or shape[2] != c or min(shape) < 1:
             raise SourceError(f"{path}: input shape {shape} does not fit the first kernel's "
                               f"{c} input channels")
+        try:  # VALID convolutions shrink the input: refuse one they shrink to nothing
+            ArchSpec("cnn", shape, layout.hidden, layout.num_classes, "relu", padding=SOURCE_PADDING)
+        except ValueError as e:
+            raise SourceError(f"{path}: {e}") from None
         return shape, "option"
     sizes = {DATASET_SIZES.get(str(d)) for d in set(datasets)}
     if len(sizes) == 1 and None not in sizes:
@@ -417,6 +426,7 @@ def build_table(df: pd.DataFrame, mpath: Path, datasets: np.ndarray, hidden: tup
     table = table.assign(
         final=steps == last,
         family="cnn",
+        padding=SOURCE_PADDING,
         depth=len(hidden),
         hidden="-".join(map(str, hidden)),
         max_width=max(hidden),
@@ -554,6 +564,7 @@ def _manifest(root: Path, src: Path, table: pd.DataFrame, layout: Layout, input_
         "datasets": datasets[0] if len(datasets) == 1 else {"choice": datasets},
         "epochs": steps[-1],
         "checkpoint_epochs": steps,
+        "input_scaling": SOURCE_INPUT_SCALING,
     }}
     files = zoo_files(root)
     return {
