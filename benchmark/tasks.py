@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark import neural_graph, views
-from benchmark.splits import SPLITS, Split, SplitUnavailable, as_zoo, get_split
+from benchmark.splits import SPLIT_NAMES, SPLITS, Split, SplitUnavailable, as_zoo, get_split, split_path
 from benchmark.twins import (
     Twin,
     aligning_permutations,
@@ -38,6 +38,9 @@ TASK_SPLITS = {
     "retrieval": ("id", "ood-width"),
     "merging": ("id", "ood-width"),
 }
+# Splits a task also accepts where the zoo holds their file (`benchmark.splits.FILE_SPLITS`): the
+# published protocol of an imported zoo is a generalization protocol.
+TASK_FILE_SPLITS = {"generalization": ("published",)}
 TARGETS = {
     "generalization": ("test_acc", "gen_gap"),
     "classification": ("dataset", "optimizer"),
@@ -193,7 +196,7 @@ class Task:
     """A task on one split of one zoo.
 
     Attributes:
-      name, split: one of `TASKS`, one of `SPLITS`.
+      name, split: one of `TASKS`, one of `task_splits(name)`.
       zoo: the zoo the networks come from.
       train, val, test: the parts.
       targets: target names (the keys of the parts' `targets`).
@@ -283,14 +286,19 @@ def check_shapes_uninformative(meta: pd.DataFrame, targets: Sequence[str]) -> No
 # --------------------------------------------------------------------------- building
 
 
+def task_splits(name: str) -> tuple[str, ...]:
+    """Every split task `name` accepts: its rule splits, then those only a zoo's file holds."""
+    return TASK_SPLITS[name] + TASK_FILE_SPLITS.get(name, ())
+
+
 def _check_arguments(name: str, split: str, all_checkpoints: bool) -> None:
     if name not in TASKS:
         raise ValueError(f"name must be one of {list(TASKS)}, got {name!r}")
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
-    if split not in TASK_SPLITS[name]:
+    if split not in SPLIT_NAMES:
+        raise ValueError(f"split must be one of {list(SPLIT_NAMES)}, got {split!r}")
+    if split not in task_splits(name):
         raise ValueError(f"split {split!r} does not apply to the {name} task; "
-                         f"expected one of {list(TASK_SPLITS[name])}")
+                         f"expected one of {list(task_splits(name))}")
     if all_checkpoints and name != "generalization":
         raise ValueError("all_checkpoints=True applies to the generalization task only")
 
@@ -358,7 +366,8 @@ def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: 
     Args:
       name: one of `TASKS`.
       zoo: the zoo, or its directory.
-      split: one of `TASK_SPLITS[name]` ("ood-task" is for generalization only).
+      split: one of `task_splits(name)` ("ood-task" and, on a zoo imported with its
+        split file, "published" are for generalization only).
       all_checkpoints: generalization only: every checkpoint of a network is an
         item (all in the network's part), not just the final one.
       include_diverged: keep networks whose training diverged (left out by default).
@@ -438,13 +447,15 @@ def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: 
 def tasks_summary(zoo: Zoo | str) -> dict:
     """Every task and split on `zoo`: part sizes, twins and pairs, or why it is unavailable.
 
-    Writes the zoo's split files if they are missing (as `load_task` does).
+    Writes the zoo's split files if they are missing (as `load_task` does). A file-only
+    split (`published`) is listed where the zoo has its file.
     """
     zoo = as_zoo(zoo)
     out: dict[str, dict] = {}
     for name in TASKS:
         out[name] = {}
-        for split in TASK_SPLITS[name]:
+        held = tuple(s for s in TASK_FILE_SPLITS.get(name, ()) if split_path(zoo.root, s).is_file())
+        for split in TASK_SPLITS[name] + held:
             try:
                 task = load_task(name, zoo, split)
             except (TaskUnavailable, SplitUnavailable) as e:

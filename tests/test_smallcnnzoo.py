@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import pickle
+import random
 import re
 import shutil
 from pathlib import Path
@@ -20,8 +21,8 @@ import pandas as pd
 import pytest
 
 from benchmark.merging import MergePair, evaluation_data, interpolation_curve, interpolation_curves
-from benchmark.splits import SplitUnavailable
-from benchmark.submission import task_metadata
+from benchmark.splits import SplitUnavailable, get_split
+from benchmark.submission import task_metadata, validate_submission, write_submission
 from benchmark.tasks import TASK_SPLITS, TASKS, TaskUnavailable, load_task, test_targets
 from zoo_builder import datasets, smallcnnzoo, storage
 from zoo_builder.architecture import apply
@@ -211,6 +212,11 @@ def imported(source, tmp_path) -> Path:
 @pytest.fixture
 def published(tmp_path) -> Source:
     return make_published_source(tmp_path / "mnist")
+
+
+def ids_of_written_networks(source: Source, zoo) -> dict[int, str]:
+    """Written network number -> its network id in the imported zoo (through source_row)."""
+    return dict(zip(source.net_of_row[zoo.table["source_row"]], zoo.table["network_id"], strict=True))
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -590,7 +596,7 @@ def test_crashed_runs_every_task_loads(published, tmp_path, capsys):
     assert code == 0, err
     zoo = load_zoo(out)
     assert zoo.num_networks == 24
-    by_net = dict(zip(published.net_of_row[zoo.table["source_row"]], zoo.table["network_id"], strict=True))
+    by_net = ids_of_written_networks(published, zoo)
     crashed = by_net[CRASHED_NETWORK]
     assert zoo.row(crashed)["epoch"] == 80
     final_epoch = dict(zip(zoo.final["network_id"], zoo.final["epoch"], strict=True))
@@ -707,3 +713,91 @@ def test_imported_networks_are_evaluated_as_trained(published, tmp_path):
         np.testing.assert_allclose(curve["loss"][lam], -logp[np.arange(len(y)), y].mean(), rtol=1e-5)
     eager = interpolation_curve(arch, zoo.params(a), zoo.params(b), x, y)
     np.testing.assert_allclose(curve["loss"], eager["loss"], rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- the published split
+
+
+def write_row_order(path: Path, rows) -> Path:
+    path.write_text("".join(f"{int(r)}\n" for r in rows))
+    return path
+
+
+def protocol_parts(source: Source, order, network_id: dict[int, str]) -> dict[str, set[str]]:
+    """The published protocol as NFNZooDataset computes it, on this test's own bookkeeping.
+
+    Rows in file order, those at step 86 kept; test: the second half; train and val:
+    the first 80% and the rest of the first half shuffled by random.Random(0).
+    """
+    steps = source.metrics["step"].to_numpy()
+    nets = [source.net_of_row[r] for r in order if steps[r] == 86]
+    half = int(0.5 * len(nets))
+    trainval = list(range(half))
+    random.Random(0).shuffle(trainval)
+    cut = int(0.8 * len(trainval))
+    return {"train": {network_id[nets[i]] for i in trainval[:cut]},
+            "val": {network_id[nets[i]] for i in trainval[cut:]},
+            "test": {network_id[n] for n in nets[half:]}}
+
+
+def test_split_file_gives_the_published_split(published, tmp_path, capsys):
+    order = np.random.default_rng(5).permutation(len(published.metrics))
+    split_file = write_row_order(tmp_path / "nfn_mnist_split.csv", order)
+    out = tmp_path / "zoo"
+    code, stdout, err = run_cli(capsys, "zoo", "import-smallcnnzoo", published.path, "--out", out,
+                                "--split-file", split_file)
+    assert code == 0, err
+    assert ("split 'published': train 9, val 3, test 12 (1 networks outside the protocol put in train)"
+            in stdout)
+    zoo = load_zoo(out)
+    network_id = ids_of_written_networks(published, zoo)
+    want = protocol_parts(published, order, network_id)
+    want["train"].add(network_id[CRASHED_NETWORK])  # no step-86 row: outside the protocol, in train
+    split = get_split(zoo, "published")
+    assert split.path == out / "splits" / "published.json"
+    assert {p: set(ids) for p, ids in split.parts.items()} == want
+    assert split.details["outside_protocol_in_train"] == 1 and split.details["networks_in_protocol"] == 23
+    assert split.details["source"] == {"file": split_file.name, "sha256": sha256_file(split_file)}
+    code, _, err = run_cli(capsys, "zoo", "verify", out)
+    assert code == 0, err
+    # Generalization accepts it; its test part is the protocol's, and a submission for it validates.
+    task = load_task("generalization", zoo, "published")
+    assert set(test_targets(task)["ids"]) == want["test"]
+    assert set(task.train.ids) == want["train"] and set(task.val.ids) == want["val"]
+    path = write_submission(tmp_path / "sub.json", task=task, method="m",
+                            predictions={i: {"test_acc": 0.5, "gen_gap": 0.0} for i in task.test.ids})
+    sub, _ = validate_submission(path, zoo)
+    assert sub.metadata.split == "published"
+    code, stdout, err = run_cli(capsys, "tasks", out)
+    assert code == 0, err
+    assert re.search(r"generalization\s+published\s+train 9, val 3, test 12", stdout)
+    with pytest.raises(ValueError, match="split 'published' does not apply to the classification task"):
+        load_task("classification", zoo, "published")
+
+
+def test_no_split_file_no_published_split(imported, capsys):
+    with pytest.raises(SplitUnavailable, match="has no 'published' split"):
+        load_task("generalization", imported, "published")
+    code, stdout, _ = run_cli(capsys, "tasks", imported)
+    assert code == 0 and "published" not in stdout
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("3\n1\nx7\n", r"line 3: 'x7' is not a row number \(expected one non-negative integer a line\)"),
+    ("0\n-1\n", r"line 2: '-1' is not a row number"),
+    ("0\n1.0\n", r"line 2: '1.0' is not a row number"),
+    ("0,1\n", r"line 1: '0,1' is not a row number"),
+    ("0\n215\n", r"line 2: row 215 is out of range; the source has 215 rows \(0 to 214\)"),
+    ("4\n2\n4\n", r"line 3: row 4 is listed again \(first on line 1\)"),
+    ("\n\n", r"empty; expected one source row number a line"),
+    ("0\n", r"lists 0 network\(s\) at step 86: too few for a train and a test part"),  # found after import
+])
+def test_bad_split_files_are_refused(published, tmp_path, capsys, text, message):
+    split_file = tmp_path / "split.csv"
+    split_file.write_text(text)
+    out = tmp_path / "zoo"
+    code, _, err = run_cli(capsys, "zoo", "import-smallcnnzoo", published.path, "--out", out,
+                           "--split-file", split_file)
+    assert code == 1
+    assert re.search(f"{re.escape(str(split_file))}( line \\d+)?: ", err) and re.search(message, err), err
+    assert_nothing_written(tmp_path, out)
