@@ -34,7 +34,7 @@ from zoo_builder.architecture import (
     check_params,
     forward,
 )
-from zoo_builder.datasets import load_dataset
+from zoo_builder.datasets import DEFAULT_INPUT_SCALING, load_dataset
 from zoo_builder.permutation import apply_permutation, permutation_problems, permutation_spec
 
 # lambda_k = k / 10, k = 0..10: the endpoints and the midpoint are on the grid.
@@ -259,14 +259,15 @@ def _activation(family: str, index: jax.Array):
     return select
 
 
-@functools.partial(jax.jit, static_argnames="family")
-def _path_metrics(family: str, stacked, x, y, activation) -> tuple[jax.Array, jax.Array]:
+@functools.partial(jax.jit, static_argnames=("family", "padding"))
+def _path_metrics(family: str, padding: str, stacked, x, y, activation) -> tuple[jax.Array, jax.Array]:
     """(loss, accuracy) of every network in `stacked` (leading axis: lambdas) on (x, y).
 
-    `activation` is an index into `ACTIVATION_NAMES` (see `_activation`).
+    `activation` is an index into `ACTIVATION_NAMES` (see `_activation`); `padding`
+    is the networks' conv padding (`ArchSpec.padding`).
     """
     act = _activation(family, activation)
-    return jax.vmap(lambda params: _metrics(forward(family, params, x, act), y))(stacked)
+    return jax.vmap(lambda params: _metrics(forward(family, params, x, act, padding=padding), y))(stacked)
 
 
 def interpolation_curves(pairs: Sequence[MergePair], data: Mapping[str, tuple], lambdas=DEFAULT_LAMBDAS
@@ -306,7 +307,8 @@ def interpolation_curves(pairs: Sequence[MergePair], data: Mapping[str, tuple], 
         aligned = align(p.arch, p.params_b, p.perms)
         path = merge_path(pad_params(p.params_a, hidden), pad_params(aligned, hidden), lam)
         # Kept on the device until every pair is dispatched: the host prepares the next pair meanwhile.
-        results.append(_path_metrics(p.arch.family, path, x, y, ACTIVATION_NAMES.index(p.arch.activation)))
+        results.append(_path_metrics(p.arch.family, p.arch.padding, path, x, y,
+                                     ACTIVATION_NAMES.index(p.arch.activation)))
     return [{"lambdas": lam, "loss": np.asarray(loss, np.float64), "accuracy": np.asarray(acc, np.float64)}
             for loss, acc in results]
 
@@ -347,10 +349,13 @@ def unit_match_accuracy(true_perms: Mapping, predicted_perms: Mapping) -> float:
 def evaluation_data(zoo, dataset: str) -> tuple[np.ndarray, np.ndarray]:
     """The test split (x, y) of `dataset` as the zoo's networks were evaluated on it.
 
-    Uses the zoo's input shape and its ``max_train`` / ``max_test`` (manifest config).
+    Uses the zoo's input shape, its ``max_train`` / ``max_test`` and its
+    ``input_scaling`` (manifest config; an imported zoo records how its source
+    scaled pixels, e.g. the Small CNN Zoo's "[-1, 1]"; absent: "standardise").
     """
     cfg = zoo.manifest["config"]["zoo"]
     ds = load_dataset(dataset, tuple(cfg["input_shape"]), max_train=cfg.get("max_train"),
-                      max_test=cfg.get("max_test"))
+                      max_test=cfg.get("max_test"),
+                      input_scaling=cfg.get("input_scaling", DEFAULT_INPUT_SCALING))
     return ds.x_test, ds.y_test
 

@@ -10,7 +10,10 @@ networks by mistake, and the test part's symmetry twins (`benchmark.twins`).
 Where a split comes from (`get_split`): ``ZOO_DIR/splits/<split>.json``; else the
 file checked into this package for a built-in preset, when its zoo name and
 weights fingerprint match; else it is computed and written next to the zoo.
-docs/tasks.md describes the rules and the file format.
+The `published` split is the exception: it is a source's own protocol
+(`published_split`, from the row order file the Small CNN Zoo's users share),
+written when the zoo is imported, never computed. docs/tasks.md describes the
+rules and the file format.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import random
 import warnings
 from collections.abc import Mapping
 from fractions import Fraction
@@ -32,7 +36,10 @@ from zoo_builder.storage import Zoo, load_zoo
 
 FORMAT = "zoobench-split"
 FORMAT_VERSION = 1
-SPLITS = ("id", "ood-width", "ood-task")
+SPLITS = ("id", "ood-width", "ood-task")  # made by rule from any zoo
+# Splits only a file next to the zoo holds, written from its source's own protocol when imported.
+FILE_SPLITS = ("published",)
+SPLIT_NAMES = SPLITS + FILE_SPLITS
 PARTS = ("train", "val", "test")
 SPLITS_DIR = "splits"
 # Mixed into every hash that orders networks; changing it changes every split.
@@ -48,6 +55,12 @@ _METADATA = ("network_id", "index", "config_id", "dataset", "dataset_base", "fam
 _CHECKED_IN = Path(__file__).resolve().parent / "splits_data"
 # A split of 30,000 networks (16-hex ids, 5% twins) is ~0.9 MB: room for ~2M networks.
 MAX_SPLIT_BYTES = 64 << 20
+# The published protocol (NFN, Zhou et al. 2023; Neural Graphs, Kofinas et al. 2024, NFNZooDataset):
+# the test part is the second half of the shuffled final checkpoints; train and val are
+# 80/20 of the first half, shuffled by Python's random.Random(0).
+PUBLISHED_TEST_FRACTION = 0.5
+PUBLISHED_TRAIN_FRACTION = 0.8
+PUBLISHED_SEED = 0
 
 
 class SplitError(DomainError, ValueError):
@@ -63,7 +76,7 @@ class Split:
     """One split of one zoo.
 
     Attributes:
-      name: one of `SPLITS`.
+      name: one of `SPLIT_NAMES`.
       zoo_name, weights_fingerprint: the zoo it was made for.
       parts: "train", "val", "test" -> sorted network ids.
       twins: the test part's symmetry twins (scorer-only: which id is whose twin).
@@ -172,6 +185,9 @@ def assign_parts(meta: pd.DataFrame, split: str) -> tuple[dict[str, tuple[str, .
     Returns (part -> sorted ids, details). Replicates (one config_id) always share a part.
     """
     check_split_name(split)
+    if split in FILE_SPLITS:
+        raise SplitUnavailable(f"the {split!r} split is not made by a rule; it comes from a file written "
+                               "when the zoo was imported (docs/tasks.md)")
     groups = _groups(meta, split)
     if split == "id":
         assignment = balanced_assignment(groups, ID_FRACTIONS)
@@ -220,6 +236,13 @@ def split_fingerprint(doc: Mapping) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def split_of_parts(zoo: Zoo, split: str, parts: Mapping[str, tuple[str, ...]], details: Mapping) -> Split:
+    """The `Split` of `zoo` with these parts: its test twins and fingerprint derive from them."""
+    twins = pick_twins(parts["test"], seed_material(split, zoo.name, parts))
+    doc = _doc_without_fingerprint(split, zoo.name, zoo.weights_fingerprint, parts, twins, details)
+    return Split(split, zoo.name, zoo.weights_fingerprint, parts, twins, details, split_fingerprint(doc))
+
+
 def make_split(zoo: Zoo | str | Path, split: str) -> Split:
     """Compute `split` of `zoo` from its ids and metadata (nothing is read from or written to disk)."""
     zoo = as_zoo(zoo)
@@ -227,17 +250,66 @@ def make_split(zoo: Zoo | str | Path, split: str) -> Split:
         parts, details = assign_parts(network_metadata(zoo.table), split)
     except SplitUnavailable as e:
         raise SplitUnavailable(e.reason, zoo.root) from None
-    twins = pick_twins(parts["test"], seed_material(split, zoo.name, parts))
-    doc = _doc_without_fingerprint(split, zoo.name, zoo.weights_fingerprint, parts, twins, details)
-    return Split(split, zoo.name, zoo.weights_fingerprint, parts, twins, details, split_fingerprint(doc))
+    return split_of_parts(zoo, split, parts, details)
+
+
+def published_parts(table: pd.DataFrame, rows, last_step: int) -> tuple[dict[str, tuple[str, ...]], dict]:
+    """The parts of the published split protocol over an imported zoo's `table`: a pure function.
+
+    Args:
+      table: the zoo's table; `source_row` is each checkpoint's row in the source's
+        weights.npy and metrics file (`zoo_builder.smallcnnzoo`).
+      rows: the shuffle, as source rows (`zoo_builder.smallcnnzoo.read_row_order`).
+      last_step: the step the protocol keeps (86 in the published zoos: config.zoo.epochs).
+
+    Like the published code: of the listed rows, those at `last_step`, in file order,
+    are the networks; the second half is test; the first half, shuffled by
+    ``random.Random(0)``, gives train (its first 80%) and val (the rest). A network
+    with no listed row at `last_step` (a run that crashed before it, or a row the file
+    leaves out) is outside the protocol; it goes to train, and `details` counts it.
+    Returns (part -> sorted ids, details).
+    """
+    at = table.set_index("source_row")[["network_id", "epoch"]]
+    listed = at.loc[[r for r in rows if r in at.index]]
+    ordered = list(listed.loc[listed["epoch"] == last_step, "network_id"])
+    split_point = int(PUBLISHED_TEST_FRACTION * len(ordered))
+    trainval = list(range(split_point))
+    random.Random(PUBLISHED_SEED).shuffle(trainval)
+    val_point = int(PUBLISHED_TRAIN_FRACTION * len(trainval))
+    parts = {"train": [ordered[i] for i in trainval[:val_point]],
+             "val": [ordered[i] for i in trainval[val_point:]],
+             "test": ordered[split_point:]}
+    outside = sorted(set(table["network_id"]) - set(ordered))
+    parts["train"] += outside
+    details = {"protocol": "published", "last_step": int(last_step), "rows_listed": len(rows),
+               "networks_in_protocol": len(ordered), "outside_protocol_in_train": len(outside),
+               "test_fraction": PUBLISHED_TEST_FRACTION, "train_fraction_of_rest": PUBLISHED_TRAIN_FRACTION,
+               "shuffle_seed": PUBLISHED_SEED}
+    return {p: tuple(sorted(ids)) for p, ids in parts.items()}, details
+
+
+def published_split(zoo: Zoo | str | Path, rows, source: Mapping) -> Split:
+    """The `published` split of an imported `zoo` from its row order (see `published_parts`).
+
+    `source` (e.g. the row file's name and sha256) is recorded in the split's details.
+    """
+    zoo = as_zoo(zoo)
+    if "source_row" not in zoo.table.columns:
+        raise SplitUnavailable("has no source_row column; the published split is for zoos imported from "
+                               "a published source (zoobench zoo import-smallcnnzoo)", zoo.root)
+    parts, details = published_parts(zoo.table, rows, int(zoo.manifest["config"]["zoo"]["epochs"]))
+    if not parts["test"] or not parts["train"]:
+        raise SplitUnavailable(f"the row order lists {details['networks_in_protocol']} network(s) at step "
+                               f"{details['last_step']}: too few for a train and a test part", zoo.root)
+    return split_of_parts(zoo, "published", parts, {**details, "source": dict(source)})
 
 
 # --------------------------------------------------------------------------- files
 
 
 def check_split_name(split: str) -> None:
-    if split not in SPLITS:
-        raise UsageError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    if split not in SPLIT_NAMES:
+        raise UsageError(f"split must be one of {list(SPLIT_NAMES)}, got {split!r}")
 
 
 def as_zoo(zoo: Zoo | str | Path) -> Zoo:
@@ -305,8 +377,8 @@ def read_split(path: str | Path, weights_fingerprint: str | None = None) -> Spli
             f"{path}: made for the zoo with weights fingerprint {zoo['weights_fingerprint']}, but this "
             f"zoo's weights fingerprint is {weights_fingerprint}; the split belongs to other networks "
             "(a rebuilt or different zoo): delete the file to make a new split")
-    _expect(doc.get("split") in SPLITS, path,
-            f"split: expected one of {list(SPLITS)}, got {doc.get('split')!r}")
+    _expect(doc.get("split") in SPLIT_NAMES, path,
+            f"split: expected one of {list(SPLIT_NAMES)}, got {doc.get('split')!r}")
     _expect(isinstance(doc.get("fingerprint"), str), path, "fingerprint: missing")
     _expect(split_fingerprint(doc) == doc["fingerprint"], path,
             "fingerprint mismatch: the file was edited or corrupted (its content no longer hashes to "
@@ -389,6 +461,10 @@ def get_split(zoo: Zoo | str | Path, split: str) -> Split:
     local = split_path(zoo.root, split)
     if local.exists():
         return _holding(load_split(local, zoo), split)
+    if split in FILE_SPLITS:
+        raise SplitUnavailable(
+            f"{zoo.root}: has no {split!r} split ({local}); it is written when the zoo is imported with "
+            "its source's split file (zoobench zoo import-smallcnnzoo SRC --out ZOO --split-file FILE)")
     shipped = checked_in_path(zoo.name, split)
     if shipped.is_file():
         candidate = _holding(read_split(shipped), split)

@@ -39,16 +39,12 @@ __all__ = ["Metadata", "Submission", "SubmissionError", "check_against_task", "i
 def task_metadata(task, *, method: str, version: str = "0", description: str = "",
                   seed: int | None = None) -> Metadata:
     """The metadata of a submission for `task` (a `benchmark.tasks.Task`); `seed`: the run's training seed."""
-    final_epoch = int(task.zoo.manifest["config"]["zoo"]["epochs"])
-    ids = task.test.ids
-    # load_task does not record all_checkpoints; its items say it: repeated ids or non-final epochs.
-    all_checkpoints = len(set(ids)) != len(ids) or any(int(e) != final_epoch for e in task.test.epochs)
     if isinstance(seed, np.integer):
         seed = int(seed)
     if seed is not None and (problem := seed_problem(seed)):
         raise ValueError(problem)
     return Metadata(method=str(method), version=str(version), description=str(description), task=task.name,
-                    split=task.split, all_checkpoints=bool(all_checkpoints), zoo_name=task.zoo.name,
+                    split=task.split, all_checkpoints=bool(task.all_checkpoints), zoo_name=task.zoo.name,
                     weights_fingerprint=task.zoo.weights_fingerprint,
                     split_fingerprint=task.split_fingerprint, seed=seed)
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.splits import SPLITS
+from benchmark.splits import SPLIT_NAMES
 from benchmark.tasks import TARGETS
 from zoo_builder.errors import DomainError
 from zoo_builder.files import read_bounded
@@ -398,8 +398,8 @@ def _check_metadata(doc: dict, problems: list[str]) -> Metadata | None:
         problems.append("method: expected a non-empty name")
     if not isinstance(doc.get("task"), str) or doc["task"] not in TASK_TARGETS:  # unhashable: not a key
         problems.append(f"task: expected one of {list(TASK_TARGETS)}, got {doc.get('task')!r}")
-    if doc.get("split") not in SPLITS:
-        problems.append(f"split: expected one of {list(SPLITS)}, got {doc.get('split')!r}")
+    if doc.get("split") not in SPLIT_NAMES:
+        problems.append(f"split: expected one of {list(SPLIT_NAMES)}, got {doc.get('split')!r}")
     if not isinstance(doc.get("all_checkpoints"), bool):
         problems.append(f"all_checkpoints: expected true or false, got {doc.get('all_checkpoints')!r}")
     elif doc["all_checkpoints"] and doc.get("task") != "generalization":

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark import neural_graph, views
-from benchmark.splits import SPLITS, Split, SplitUnavailable, as_zoo, get_split
+from benchmark.splits import SPLIT_NAMES, SPLITS, Split, SplitUnavailable, as_zoo, get_split, split_path
 from benchmark.twins import (
     Twin,
     aligning_permutations,
@@ -39,6 +39,9 @@ TASK_SPLITS = {
     "retrieval": ("id", "ood-width"),
     "merging": ("id", "ood-width"),
 }
+# Splits a task also accepts where the zoo holds their file (`benchmark.splits.FILE_SPLITS`): the
+# published protocol of an imported zoo is a generalization protocol.
+TASK_FILE_SPLITS = {"generalization": ("published",)}
 TARGETS = {
     "generalization": ("test_acc", "gen_gap"),
     "classification": ("dataset", "optimizer"),
@@ -194,13 +197,15 @@ class Task:
     """A task on one split of one zoo.
 
     Attributes:
-      name, split: one of `TASKS`, one of `SPLITS`.
+      name, split: one of `TASKS`, one of `task_splits(name)`.
       zoo: the zoo the networks come from.
       train, val, test: the parts.
       targets: target names (the keys of the parts' `targets`).
       classes: classification and retrieval: target -> sorted class names; a
         target's values are indices into it.
       split_fingerprint: the split file's fingerprint (what a submission names).
+      all_checkpoints: generalization: every checkpoint is an item, not only each
+        network's final one (what a submission's metadata must say).
     """
 
     name: str
@@ -212,6 +217,7 @@ class Task:
     targets: tuple[str, ...]
     classes: Mapping[str, tuple[str, ...]]
     split_fingerprint: str
+    all_checkpoints: bool = False
     _answers: Callable[[], dict] = dataclasses.field(default=None, repr=False)
 
     @property
@@ -287,14 +293,19 @@ def check_shapes_uninformative(meta: pd.DataFrame, targets: Sequence[str], zoo=N
 # --------------------------------------------------------------------------- building
 
 
+def task_splits(name: str) -> tuple[str, ...]:
+    """Every split task `name` accepts: its rule splits, then those only a zoo's file holds."""
+    return TASK_SPLITS[name] + TASK_FILE_SPLITS.get(name, ())
+
+
 def _check_arguments(name: str, split: str, all_checkpoints: bool) -> None:
     if name not in TASKS:
         raise UsageError(f"name must be one of {list(TASKS)}, got {name!r}")
-    if split not in SPLITS:
-        raise UsageError(f"split must be one of {list(SPLITS)}, got {split!r}")
-    if split not in TASK_SPLITS[name]:
+    if split not in SPLIT_NAMES:
+        raise UsageError(f"split must be one of {list(SPLIT_NAMES)}, got {split!r}")
+    if split not in task_splits(name):
         raise UsageError(f"split {split!r} does not apply to the {name} task; "
-                         f"expected one of {list(TASK_SPLITS[name])}")
+                         f"expected one of {list(task_splits(name))}")
     if all_checkpoints and name != "generalization":
         raise UsageError("all_checkpoints=True applies to the generalization task only")
 
@@ -318,11 +329,26 @@ def _synthetic(pairs: Sequence[Pair], material: str) -> dict[str, tuple[str, str
     return out
 
 
-def _items(ids: Sequence[str], epochs_of: Mapping[str, list[int]] | None, final_epoch: int):
-    """(network id, epoch) items: the final checkpoint, or every one with `epochs_of`."""
-    if epochs_of is None:
-        return [(i, final_epoch) for i in ids]
+def _items(ids: Sequence[str], epochs_of: Mapping[str, Sequence[int]]):
+    """(network id, epoch) items: every checkpoint `epochs_of` lists for each network."""
     return [(i, e) for i in ids for e in epochs_of[i]]
+
+
+def _item_epochs(zoo: Zoo, final: pd.DataFrame, all_checkpoints: bool,
+                include_diverged: bool) -> dict[str, list[int]]:
+    """Network id -> the checkpoint epochs that are its items, for the networks of `final`.
+
+    A network's final checkpoint is its own last one (its `final` row), not the zoo
+    config's `epochs`: an imported run that crashed or stalled ends early. With
+    `all_checkpoints`, every stored checkpoint, less those flagged diverged (an
+    imported NaN row, stored as zeros) unless `include_diverged`.
+    """
+    if not all_checkpoints:
+        return {nid: [int(e)] for nid, e in zip(final["network_id"], final["epoch"], strict=True)}
+    rows = zoo.table[zoo.table["network_id"].isin(set(final["network_id"]))]
+    if not include_diverged:
+        rows = rows[rows["status"] != "diverged"]
+    return {nid: sorted(int(e) for e in group) for nid, group in rows.groupby("network_id")["epoch"]}
 
 
 def _target_arrays(rows: pd.DataFrame, items, targets: Sequence[str],
@@ -347,7 +373,8 @@ def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: 
     Args:
       name: one of `TASKS`.
       zoo: the zoo, or its directory.
-      split: one of `TASK_SPLITS[name]` ("ood-task" is for generalization only).
+      split: one of `task_splits(name)` ("ood-task" and, on a zoo imported with its
+        split file, "published" are for generalization only).
       all_checkpoints: generalization only: every checkpoint of a network is an
         item (all in the network's part), not just the final one.
       include_diverged: keep networks whose training diverged (left out by default).
@@ -379,9 +406,7 @@ def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: 
         classes = {t: tuple(sorted(set(final[t].astype(str)))) for t in targets}
     twins = {t.id: t for t in the_split.twins if t.of in position}
     rows = zoo.table.set_index(["network_id", "epoch"])
-    final_epoch = int(zoo.manifest["config"]["zoo"]["epochs"])
-    epochs_of = (zoo.table.groupby("network_id")["epoch"].apply(lambda s: sorted(int(e) for e in s))
-                 if all_checkpoints else None)
+    epochs_of = _item_epochs(zoo, final, all_checkpoints, include_diverged)
     defaults = view_defaults([zoo.arch(i) for i in sorted(position)])
     built, answers = {}, {}
     for part in ("train", "val", "test"):
@@ -393,10 +418,10 @@ def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: 
         synthetic = _synthetic(pairs, material)
         true_perms = {pid: aligning_permutations(zoo.arch(a), seed)
                       for pid, (a, _, seed) in synthetic.items()}
-        own = _items(part_ids[part], epochs_of, final_epoch)
+        own = _items(part_ids[part], epochs_of)
         part_twins = twins if part == "test" else {}
         all_items = own + [(t, e) for t in sorted(part_twins)
-                           for _, e in _items([part_twins[t].of], epochs_of, final_epoch)]
+                           for _, e in _items([part_twins[t].of], epochs_of)]
         if part == "test":
             all_items.sort(key=lambda it: derive_hex(material, name, it[0], str(it[1])))
             originals = [it for it in all_items if it[0] not in part_twins]
@@ -426,20 +451,22 @@ def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: 
     return Task(
         name=name, split=split, zoo=zoo, train=built["train"], val=built["val"], test=built["test"],
         targets=targets, classes=classes, split_fingerprint=the_split.fingerprint,
-        _answers=lambda: answers,
+        all_checkpoints=all_checkpoints, _answers=lambda: answers,
     )
 
 
 def tasks_summary(zoo: Zoo | str) -> dict:
     """Every task and split on `zoo`: part sizes, twins and pairs, or why it is unavailable.
 
-    Writes the zoo's split files if they are missing (as `load_task` does).
+    Writes the zoo's split files if they are missing (as `load_task` does). A file-only
+    split (`published`) is listed where the zoo has its file.
     """
     zoo = as_zoo(zoo)
     out: dict[str, dict] = {}
     for name in TASKS:
         out[name] = {}
-        for split in TASK_SPLITS[name]:
+        held = tuple(s for s in TASK_FILE_SPLITS.get(name, ()) if split_path(zoo.root, s).is_file())
+        for split in TASK_SPLITS[name] + held:
             try:
                 task = load_task(name, zoo, split)
             except (TaskUnavailable, SplitUnavailable) as e:  # the zoo is named once, above them all

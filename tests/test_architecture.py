@@ -16,7 +16,7 @@ from zoo_builder.architecture import (
     ArchSpec,
     apply,
     check_params,
-    conv_same_stride2,
+    conv_stride2,
     fan_in_out,
 )
 from zoo_builder.permutation import (
@@ -36,11 +36,13 @@ ARCHS = [
     ArchSpec("cnn", (8, 8, 3), (5, 7, 6), 10, "leaky_relu"),
     ArchSpec("cnn", (9, 7, 1), (8, 4), 5, "tanh"),
     ArchSpec("cnn", (16, 16, 1), (4, 6, 8, 5), 10, "gelu"),
+    ArchSpec("cnn", (28, 28, 1), (16, 16, 16), 10, "relu", padding="VALID"),  # the Small CNN Zoo's
+    ArchSpec("cnn", (9, 12, 2), (4, 6), 5, "tanh", padding="VALID"),
 ]
 
 
 def _ids(archs):
-    return [f"{a.family}-{'x'.join(map(str, a.hidden))}-{a.activation}" for a in archs]
+    return [f"{a.family}-{'x'.join(map(str, a.hidden))}-{a.activation}-{a.padding}" for a in archs]
 
 
 def random_params(arch: ArchSpec, seed: int = 0) -> list[dict[str, np.ndarray]]:
@@ -99,6 +101,10 @@ def test_archspec_normalises_sequences_to_int_tuples():
         ({"hidden": (-3,)}, "hidden widths must be positive"),
         ({"input_shape": (8, 8)}, "input_shape must be"),
         ({"input_shape": (8, 0, 1)}, "input_shape must be"),
+        ({"padding": "valid"}, "padding must be one of"),
+        ({"padding": "VALID"}, "padding applies to CNNs"),
+        ({"family": "cnn", "hidden": (4, 4, 4), "padding": "VALID"},
+         r"input_shape \(8, 8, 1\) is too small for 3 VALID stride-2 3x3 convolutions"),
     ],
 )
 def test_archspec_rejects_bad_fields(kwargs, match):
@@ -133,28 +139,51 @@ def test_check_params_accepts_matching_and_names_the_bad_layer(arch):
 
 
 @pytest.mark.parametrize(
-    ("shape", "c_out"), [((2, 8, 8, 1), 4), ((3, 7, 7, 3), 5), ((1, 5, 6, 2), 3), ((2, 16, 16, 4), 8),
-                         ((1, 1, 1, 2), 2), ((2, 2, 3, 1), 1)])
-def test_conv_same_stride2_equals_lax_conv(shape, c_out):
+    ("shape", "c_out", "padding"),
+    [((2, 8, 8, 1), 4, "SAME"), ((3, 7, 7, 3), 5, "SAME"), ((1, 5, 6, 2), 3, "SAME"),
+     ((2, 16, 16, 4), 8, "SAME"), ((1, 1, 1, 2), 2, "SAME"), ((2, 2, 3, 1), 1, "SAME"),
+     ((2, 8, 8, 1), 4, "VALID"), ((3, 7, 7, 3), 5, "VALID"), ((1, 5, 6, 2), 3, "VALID"),
+     ((2, 28, 28, 1), 16, "VALID"), ((1, 3, 3, 2), 2, "VALID"), ((2, 4, 9, 1), 1, "VALID")])
+def test_conv_stride2_equals_lax_conv(shape, c_out, padding):
     rng = np.random.default_rng(sum(shape) + c_out)
     x = rng.standard_normal(shape).astype(np.float32)
     kernel = rng.standard_normal((3, 3, shape[-1], c_out)).astype(np.float32)
-    ours = conv_same_stride2(jnp.asarray(x), jnp.asarray(kernel))
+    ours = conv_stride2(jnp.asarray(x), jnp.asarray(kernel), padding)
     ref = jax.lax.conv_general_dilated(
-        x, kernel, window_strides=(2, 2), padding="SAME",
+        x, kernel, window_strides=(2, 2), padding=padding,
         dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=jax.lax.Precision.HIGHEST)
-    assert ours.shape == ref.shape == (shape[0], -(-shape[1] // 2), -(-shape[2] // 2), c_out)
+    size = (lambda n: -(-n // 2)) if padding == "SAME" else (lambda n: (n - 3) // 2 + 1)
+    assert ours.shape == ref.shape == (shape[0], size(shape[1]), size(shape[2]), c_out)
     np.testing.assert_allclose(np.asarray(ours), np.asarray(ref), atol=1e-5, rtol=1e-5)
 
 
-def test_conv_same_stride2_is_not_symmetric_in_the_kernel():
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_conv_stride2_is_not_symmetric_in_the_kernel(padding):
     """Guards the reference comparison: a flipped or transposed kernel gives another result."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 8, 8, 2)).astype(np.float32)
     kernel = rng.standard_normal((3, 3, 2, 4)).astype(np.float32)
-    out = np.asarray(conv_same_stride2(x, kernel))
+    out = np.asarray(conv_stride2(x, kernel, padding))
     for other in (kernel[::-1], kernel[:, ::-1], kernel.transpose(1, 0, 2, 3), kernel[:, :, ::-1]):
-        assert np.abs(np.asarray(conv_same_stride2(x, np.ascontiguousarray(other))) - out).max() > 1e-2
+        assert np.abs(np.asarray(conv_stride2(x, np.ascontiguousarray(other), padding)) - out).max() > 1e-2
+
+
+def test_padding_changes_the_function_and_the_feature_sizes():
+    same = ArchSpec("cnn", (28, 28, 1), (16, 16, 16), 10, "relu")
+    valid = ArchSpec("cnn", (28, 28, 1), (16, 16, 16), 10, "relu", padding="VALID")
+    assert same.layer_shapes() == valid.layer_shapes()  # global pooling: the head does not see it
+    assert same.feature_sizes() == [(28, 28), (14, 14), (7, 7), (4, 4)]
+    assert valid.feature_sizes() == [(28, 28), (13, 13), (6, 6), (2, 2)]
+    params, x = random_params(same), random_inputs(same)
+    assert np.abs(np.asarray(apply(same, params, x) - apply(valid, params, x))).max() > 1e-2
+
+
+def test_padding_round_trips_and_keeps_same_specs_unchanged():
+    valid = ArchSpec("cnn", (28, 28, 1), (16, 16, 16), 10, "relu", padding="VALID")
+    assert valid.to_dict()["padding"] == "VALID" and ArchSpec.from_dict(valid.to_dict()) == valid
+    # A SAME spec's dict has no padding key, so network ids hashed from it are those of before.
+    same = ArchSpec("cnn", (8, 8, 1), (4, 8), 10, "relu")
+    assert "padding" not in same.to_dict() and ArchSpec.from_dict(same.to_dict()).padding == "SAME"
 
 
 def _reference_logits(arch: ArchSpec, params, x: np.ndarray) -> np.ndarray:
@@ -174,7 +203,7 @@ def _reference_logits(arch: ArchSpec, params, x: np.ndarray) -> np.ndarray:
     else:
         for layer in params[:-1]:
             z = jax.lax.conv_general_dilated(
-                h.astype(np.float32), layer["kernel"], (2, 2), "SAME",
+                h.astype(np.float32), layer["kernel"], (2, 2), arch.padding,
                 dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=jax.lax.Precision.HIGHEST)
             h = act(np.asarray(z, np.float64) + layer["bias"])
         h = h.mean(axis=(1, 2))
@@ -197,7 +226,8 @@ def test_apply_rejects_inputs_of_another_shape():
 
 def _pad(arch: ArchSpec, params, width: int):
     """Zero-pad every hidden layer to `width` units (what the population trainer stores)."""
-    wide = ArchSpec(arch.family, arch.input_shape, (width,) * arch.depth, arch.num_classes, arch.activation)
+    wide = ArchSpec(arch.family, arch.input_shape, (width,) * arch.depth, arch.num_classes, arch.activation,
+                    arch.padding)
     out = []
     for layer, (kshape, bshape) in zip(params, wide.layer_shapes(), strict=True):
         kernel = np.zeros(kshape, np.float32)

@@ -255,6 +255,19 @@ def test_max_train_and_max_test_take_the_first_examples():
     assert big.fingerprint == full.fingerprint
 
 
+def test_input_scaling_into_minus_one_one():
+    """The Small CNN Zoo's preprocessing: pixels / max, then onto [-1, 1] (digits' max is 16)."""
+    scaled = load_dataset("digits", (8, 8, 1), input_scaling="[-1, 1]")
+    raw = datasets._builtin_raw("digits")
+    np.testing.assert_allclose(scaled.x_test, -1.0 + 2.0 * raw.x_test / 16.0, atol=1e-6)
+    assert scaled.x_train.min() == -1.0 and scaled.x_train.max() == 1.0 and scaled.x_train.dtype == np.float32
+    standard = load_dataset("digits", (8, 8, 1))
+    assert standard.fingerprint != scaled.fingerprint
+    np.testing.assert_array_equal(standard.y_test, scaled.y_test)
+    with pytest.raises(ValueError, match="mnist1d is not an image source"):
+        load_dataset("mnist1d", (8, 5, 1), input_scaling="[-1, 1]")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -264,6 +277,7 @@ def test_max_train_and_max_test_take_the_first_examples():
         ({"input_shape": (8.5, 8, 1)}, "input_shape must be"),
         ({"max_train": 0}, "max_train must be"),
         ({"max_test": True}, "max_test must be"),
+        ({"input_scaling": "minmax"}, "input_scaling must be one of"),
     ],
 )
 def test_bad_arguments_raise(kwargs, match):

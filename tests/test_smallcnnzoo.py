@@ -11,6 +11,8 @@ import dataclasses
 import json
 import math
 import pickle
+import random
+import re
 import shutil
 from pathlib import Path
 
@@ -18,9 +20,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from zoo_builder import smallcnnzoo, storage
+from benchmark.merging import MergePair, evaluation_data, interpolation_curve, interpolation_curves
+from benchmark.splits import SplitUnavailable, get_split
+from benchmark.submission import task_metadata, validate_submission, write_submission
+from benchmark.tasks import TASK_SPLITS, TASKS, TaskUnavailable, load_task, test_targets
+from zoo_builder import datasets, smallcnnzoo, storage
 from zoo_builder.architecture import apply
 from zoo_builder.files import sha256_file
+from zoo_builder.permutation import permutation_spec
 from zoo_builder.smallcnnzoo import SourceError, import_smallcnnzoo, parse_input_shape, parse_shape
 from zoo_builder.storage import ZooError, load_zoo, verify_zoo
 from zoobench import cli
@@ -109,6 +116,77 @@ def make_source(root: Path, *, in_channels: int = 1, dataset: str | None = "mnis
     return Source(root, weights, metrics, np.array(nets)[perm])
 
 
+# --------------------------------------------------------------------------- the published format
+
+# The published zoos' checkpoint steps (README of google-research/dnn_predict_accuracy).
+PUBLISHED_STEPS = (0, 1, 2, 3, 20, 40, 60, 80, 86)
+CRASHED_NETWORK = 7  # its run stopped after step 80: no step-86 checkpoint
+NAN_ROW_NETWORK, NAN_ROW_STEP = 11, 20  # one weights row holds a NaN, mid-training
+
+
+def keras_layout(in_channels: int = 1) -> list[tuple[str, tuple[int, ...]]]:
+    """The published layout.csv's variables in Keras order: each layer's kernel before its bias."""
+    out, c = [], in_channels
+    for name in ("conv2d", "conv2d_1", "conv2d_2"):
+        out += [(f"sequential/{name}/kernel:0", (3, 3, c, 16)), (f"sequential/{name}/bias:0", (16,))]
+        c = 16
+    return out + [("sequential/dense/kernel:0", (16, 10)), ("sequential/dense/bias:0", (10,))]
+
+
+def make_published_source(root: Path, n_networks: int = 24) -> Source:
+    """`n_networks` networks as the Small CNN Zoo published them, crashed run and NaN row included.
+
+    layout.csv is written by pandas with its index column and a `size` column;
+    metrics.csv.gz has the published `config.*` columns (README of
+    dnn_predict_accuracy) and `modeldir`; rows are grouped by network, steps in order.
+    """
+    root.mkdir(parents=True)
+    variables = keras_layout()
+    rows, pos = [], 0
+    for varname, shape in variables:
+        size = math.prod(shape)
+        rows.append({"varname": varname, "start_idx": pos, "end_idx": pos + size, "size": size,
+                     "shape": str(tuple(shape))})
+        pos += size
+    pd.DataFrame(rows).to_csv(root / "layout.csv")  # with pandas' unnamed index column
+    rng = np.random.default_rng(1)
+    rows, nets = [], []
+    for n in range(n_networks):
+        config = {
+            "config.activation": ["relu", "tanh"][n % 2],
+            "config.b_init": "zeros",
+            "config.dataset": "mnist",
+            "config.dnn_architecture": "cnn",
+            "config.dropout": [0.0, 0.05, 0.2][n % 3],
+            "config.epochs": 86,
+            "config.epochs_between_checkpoints": 20,
+            "config.init_std": float(rng.uniform(0.01, 0.5)),
+            "config.l2reg": float(rng.uniform(1e-8, 1e-2)),
+            "config.learning_rate": float(rng.uniform(1e-4, 1e-1)),
+            "config.num_layers": 3,
+            "config.num_units": 16,
+            "config.optimizer": ["adam", "sgd", "rmsprop"][n % 3],
+            "config.random_seed": 42,
+            "config.train_fraction": [0.1, 0.25, 0.5, 1.0][n % 4],
+            "config.w_init": ["he_normal", "glorot_normal", "RandomNormal"][n % 3],
+        }
+        steps = PUBLISHED_STEPS[:-1] if n == CRASHED_NETWORK else PUBLISHED_STEPS
+        for step in steps:
+            train_acc = float(rng.uniform(0.1, 1.0))
+            rows.append({**config, "modeldir": f"/tmp/zoo/{n}", "step": step,
+                         "test_accuracy": float(train_acc - rng.uniform(0.0, 0.1)),
+                         "test_loss": float(rng.uniform(0.1, 3)), "train_accuracy": train_acc,
+                         "train_loss": float(rng.uniform(0.1, 3))})
+            nets.append(n)
+    metrics = pd.DataFrame(rows)
+    weights = (0.3 * rng.normal(size=(len(rows), pos))).astype(np.float32)
+    weights[np.flatnonzero((np.array(nets) == NAN_ROW_NETWORK)
+                           & (metrics["step"].to_numpy() == NAN_ROW_STEP))[0], 7] = np.nan
+    np.save(root / "weights.npy", weights)
+    metrics.to_csv(root / "metrics.csv.gz", index=False)
+    return Source(root, weights, metrics, np.array(nets))
+
+
 def expected_params(weights_row: np.ndarray, variables) -> list[dict[str, np.ndarray]]:
     """Canonical layers cut from one source row by hand (independent of the importer's layout code)."""
     cut, pos = {}, 0
@@ -129,6 +207,16 @@ def source(tmp_path) -> Source:
 def imported(source, tmp_path) -> Path:
     import_smallcnnzoo(source.path, tmp_path / "zoo")
     return tmp_path / "zoo"
+
+
+@pytest.fixture
+def published(tmp_path) -> Source:
+    return make_published_source(tmp_path / "mnist")
+
+
+def ids_of_written_networks(source: Source, zoo) -> dict[int, str]:
+    """Written network number -> its network id in the imported zoo (through source_row)."""
+    return dict(zip(source.net_of_row[zoo.table["source_row"]], zoo.table["network_id"], strict=True))
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -475,10 +563,10 @@ def test_cli_json(source, tmp_path, capsys):
 def test_cli_text_and_options(source, tmp_path, capsys):
     out = tmp_path / "zoo"
     code, stdout, _ = run_cli(capsys, "zoo", "import-smallcnnzoo", source.path, "--out", out,
-                              "--dataset", "digits", "--input-shape", "8,8,1")
+                              "--dataset", "digits", "--input-shape", "16,16,1")
     assert code == 0
     assert stdout.startswith(f"imported {source.path} into {out}: 6 networks, 18 checkpoints, "
-                             "input shape (8, 8, 1)")
+                             "input shape (16, 16, 1)")
     assert set(load_zoo(out).table["dataset"]) == {"digits"}
 
 
@@ -493,3 +581,224 @@ def test_cli_errors(source, tmp_path, capsys):
     assert code == 2 and "expected H,W,C" in stderr
     code, _, stderr = run_cli(capsys, "zoo", "import-smallcnnzoo", source.path)
     assert code == 2 and "--out" in stderr
+
+
+# --------------------------------------------------------------------------- crashed runs
+
+
+def test_crashed_runs_every_task_loads(published, tmp_path, capsys):
+    """A run that stopped early ends at its last stored checkpoint: every task builds on the zoo.
+
+    The published MNIST zoo has 269,973 rows, not 30,000 x 9: some runs crashed
+    before epoch 86. Their last checkpoint is their final one.
+    """
+    out = tmp_path / "zoo"
+    code, _, err = run_cli(capsys, "zoo", "import-smallcnnzoo", published.path, "--out", out)
+    assert code == 0, err
+    zoo = load_zoo(out)
+    assert zoo.num_networks == 24
+    by_net = ids_of_written_networks(published, zoo)
+    crashed = by_net[CRASHED_NETWORK]
+    assert zoo.row(crashed)["epoch"] == 80
+    final_epoch = dict(zip(zoo.final["network_id"], zoo.final["epoch"], strict=True))
+    loaded = []
+    for name in TASKS:
+        for split in TASK_SPLITS[name]:
+            for all_checkpoints in (False, True) if name == "generalization" else (False,):
+                try:
+                    task = load_task(name, zoo, split, all_checkpoints=all_checkpoints)
+                except (TaskUnavailable, SplitUnavailable):
+                    continue
+                loaded.append((name, split, all_checkpoints))
+                answers = test_targets(task)
+                for part in task.parts:
+                    originals = [(i, int(e)) for i, e in zip(part.ids, part.epochs, strict=True)
+                                 if i in final_epoch]
+                    if not all_checkpoints:
+                        assert all(e == final_epoch[i] for i, e in originals)
+                    for i, e in originals:
+                        assert zoo.row(i, e)["status"] == "ok"  # the NaN row is left out
+                    assert all(np.isfinite(v).all() for v in (part.targets or answers["targets"]).values())
+                    assert len(part.networks()) == len(part)
+                assert task_metadata(task, method="m").all_checkpoints is all_checkpoints
+    assert ("generalization", "id", False) in loaded and ("generalization", "id", True) in loaded
+    task = load_task("generalization", zoo, "id")
+    # Which part holds the crashed network is fixed by its id; in the test part, it also checks
+    # that submission metadata tells its final checkpoint from an all-checkpoints item.
+    assert crashed in test_targets(task)["ids"]
+    code, stdout, err = run_cli(capsys, "tasks", out)
+    assert code == 0, err
+    assert re.search(r"generalization\s+id\s+train \d+, val \d+, test \d+", stdout)
+
+
+# --------------------------------------------------------------------------- the function they compute
+
+
+def keras_logits(params, x: np.ndarray, activation: str) -> np.ndarray:
+    """The Small CNN Zoo's forward pass as Keras computes it, in float64 NumPy.
+
+    `Conv2D(16, 3, strides=2)` with Keras' default padding 'valid' (HWIO kernel,
+    cross-correlation: out[i, j] = sum over (a, b, c) of x[2i + a, 2j + b, c] * k[a, b, c]),
+    the activation, then GlobalAveragePooling2D and the dense head
+    (dnn_predict_accuracy/train_network.py, build_cnn).
+    """
+    act = {"relu": lambda z: np.maximum(z, 0.0), "tanh": np.tanh}[activation]
+    h = np.asarray(x, np.float64)
+    for layer in params[:-1]:
+        kernel, bias = np.asarray(layer["kernel"], np.float64), np.asarray(layer["bias"], np.float64)
+        oh, ow = (h.shape[1] - 3) // 2 + 1, (h.shape[2] - 3) // 2 + 1
+        out = np.zeros((h.shape[0], oh, ow, kernel.shape[-1]))
+        for a in range(3):
+            for b in range(3):
+                out += h[:, a:a + 2 * oh - 1:2, b:b + 2 * ow - 1:2, :] @ kernel[a, b]
+        h = act(out + bias)
+    head = params[-1]
+    return h.mean(axis=(1, 2)) @ np.asarray(head["kernel"], np.float64) + np.asarray(head["bias"], np.float64)
+
+
+def test_keras_reference_output_sizes():
+    """Guards the reference: VALID stride-2 3x3 maps 28 -> 13 -> 6 -> 2, as Keras does."""
+    h = np.zeros((1, 28, 28, 1))
+    sizes = []
+    for _ in range(3):
+        h = h[:, : 2 * ((h.shape[1] - 3) // 2 + 1) - 1:2, : 2 * ((h.shape[2] - 3) // 2 + 1) - 1:2]
+        sizes.append(h.shape[1])
+    assert sizes == [13, 6, 2]
+
+
+def test_imported_networks_compute_the_keras_function(published, tmp_path):
+    """Inputs scaled as the zoo says, zoobench's apply gives the logits Keras gave."""
+    import_smallcnnzoo(published.path, tmp_path / "zoo")
+    zoo = load_zoo(tmp_path / "zoo")
+    pixels = np.random.default_rng(3).integers(0, 256, size=(5, 28, 28, 1)) / 255.0
+    x = -1.0 + 2.0 * pixels  # train_network.py: image / 255, then into [-1, 1]
+    final = zoo.final[zoo.final["status"] == "ok"]
+    for nid in final.drop_duplicates("activation")["network_id"]:
+        arch = zoo.arch(nid)
+        params = zoo.params(nid)
+        want = keras_logits(params, x, arch.activation)
+        got = np.asarray(apply(arch, params, x.astype(np.float32)), np.float64)
+        relative_error = float(np.abs(got - want).max() / np.abs(want).max())
+        assert relative_error <= 1e-5, (arch.activation, relative_error)
+    assert zoo.arch(nid).padding == "VALID"
+    assert zoo.manifest["config"]["zoo"]["input_scaling"] == "[-1, 1]"
+
+
+def test_an_import_of_format_version_1_warns(imported):
+    """Zoos imported before version 2 hold no padding or scaling: read as SAME, standardised, and said so."""
+    path = imported / storage.MANIFEST
+    path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": 1}))
+    with pytest.warns(UserWarning, match="imported before format version 2.*Import it again"):
+        load_zoo(imported)
+
+
+def test_imported_networks_are_evaluated_as_trained(published, tmp_path):
+    """evaluation_data scales pixels into [-1, 1]; the batched merging path uses VALID convs too."""
+    import_smallcnnzoo(published.path, tmp_path / "zoo", dataset="mnist5k")
+    zoo = load_zoo(tmp_path / "zoo")
+    x, y = evaluation_data(zoo, "mnist5k")
+    raw = datasets._builtin_raw("mnist5k").x_test
+    np.testing.assert_allclose(x, (-1.0 + 2.0 * raw / 255.0).astype(np.float32), rtol=0, atol=1e-6)
+    x, y = x[:64], y[:64]
+    ok = zoo.final[zoo.final["status"] == "ok"]
+    a, b = ok.loc[ok["activation"] == "tanh", "network_id"][:2]
+    arch = zoo.arch(a)
+    assert zoo.arch(b) == arch
+    identity = {name: np.arange(size) for name, size in permutation_spec(arch).sizes.items()}
+    [curve] = interpolation_curves([MergePair(arch, zoo.params(a), zoo.params(b), identity, "d")],
+                                   {"d": (x, y)})
+    for lam, params in ((0, zoo.params(a)), (-1, zoo.params(b))):
+        logits = keras_logits(params, x, arch.activation)
+        logp = logits - logits.max(axis=1, keepdims=True)
+        logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+        np.testing.assert_allclose(curve["loss"][lam], -logp[np.arange(len(y)), y].mean(), rtol=1e-5)
+    eager = interpolation_curve(arch, zoo.params(a), zoo.params(b), x, y)
+    np.testing.assert_allclose(curve["loss"], eager["loss"], rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- the published split
+
+
+def write_row_order(path: Path, rows) -> Path:
+    path.write_text("".join(f"{int(r)}\n" for r in rows))
+    return path
+
+
+def protocol_parts(source: Source, order, network_id: dict[int, str]) -> dict[str, set[str]]:
+    """The published protocol as NFNZooDataset computes it, on this test's own bookkeeping.
+
+    Rows in file order, those at step 86 kept; test: the second half; train and val:
+    the first 80% and the rest of the first half shuffled by random.Random(0).
+    """
+    steps = source.metrics["step"].to_numpy()
+    nets = [source.net_of_row[r] for r in order if steps[r] == 86]
+    half = int(0.5 * len(nets))
+    trainval = list(range(half))
+    random.Random(0).shuffle(trainval)
+    cut = int(0.8 * len(trainval))
+    return {"train": {network_id[nets[i]] for i in trainval[:cut]},
+            "val": {network_id[nets[i]] for i in trainval[cut:]},
+            "test": {network_id[n] for n in nets[half:]}}
+
+
+def test_split_file_gives_the_published_split(published, tmp_path, capsys):
+    order = np.random.default_rng(5).permutation(len(published.metrics))
+    split_file = write_row_order(tmp_path / "nfn_mnist_split.csv", order)
+    out = tmp_path / "zoo"
+    code, stdout, err = run_cli(capsys, "zoo", "import-smallcnnzoo", published.path, "--out", out,
+                                "--split-file", split_file)
+    assert code == 0, err
+    assert ("split 'published': train 9, val 3, test 12 (1 networks outside the protocol put in train)"
+            in stdout)
+    zoo = load_zoo(out)
+    network_id = ids_of_written_networks(published, zoo)
+    want = protocol_parts(published, order, network_id)
+    want["train"].add(network_id[CRASHED_NETWORK])  # no step-86 row: outside the protocol, in train
+    split = get_split(zoo, "published")
+    assert split.path == out / "splits" / "published.json"
+    assert {p: set(ids) for p, ids in split.parts.items()} == want
+    assert split.details["outside_protocol_in_train"] == 1 and split.details["networks_in_protocol"] == 23
+    assert split.details["source"] == {"file": split_file.name, "sha256": sha256_file(split_file)}
+    code, _, err = run_cli(capsys, "zoo", "verify", out)
+    assert code == 0, err
+    # Generalization accepts it; its test part is the protocol's, and a submission for it validates.
+    task = load_task("generalization", zoo, "published")
+    assert set(test_targets(task)["ids"]) == want["test"]
+    assert set(task.train.ids) == want["train"] and set(task.val.ids) == want["val"]
+    path = write_submission(tmp_path / "sub.json", task=task, method="m",
+                            predictions={i: {"test_acc": 0.5, "gen_gap": 0.0} for i in task.test.ids})
+    sub, _ = validate_submission(path, zoo)
+    assert sub.metadata.split == "published"
+    code, stdout, err = run_cli(capsys, "tasks", out)
+    assert code == 0, err
+    assert re.search(r"generalization\s+published\s+train 9, val 3, test 12", stdout)
+    with pytest.raises(ValueError, match="split 'published' does not apply to the classification task"):
+        load_task("classification", zoo, "published")
+
+
+def test_no_split_file_no_published_split(imported, capsys):
+    with pytest.raises(SplitUnavailable, match="has no 'published' split"):
+        load_task("generalization", imported, "published")
+    code, stdout, _ = run_cli(capsys, "tasks", imported)
+    assert code == 0 and "published" not in stdout
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("3\n1\nx7\n", r"line 3: 'x7' is not a row number \(expected one non-negative integer a line\)"),
+    ("0\n-1\n", r"line 2: '-1' is not a row number"),
+    ("0\n1.0\n", r"line 2: '1.0' is not a row number"),
+    ("0,1\n", r"line 1: '0,1' is not a row number"),
+    ("0\n215\n", r"line 2: row 215 is out of range; the source has 215 rows \(0 to 214\)"),
+    ("4\n2\n4\n", r"line 3: row 4 is listed again \(first on line 1\)"),
+    ("\n\n", r"empty; expected one source row number a line"),
+    ("0\n", r"lists 0 network\(s\) at step 86: too few for a train and a test part"),  # found after import
+])
+def test_bad_split_files_are_refused(published, tmp_path, capsys, text, message):
+    split_file = tmp_path / "split.csv"
+    split_file.write_text(text)
+    out = tmp_path / "zoo"
+    code, _, err = run_cli(capsys, "zoo", "import-smallcnnzoo", published.path, "--out", out,
+                           "--split-file", split_file)
+    assert code == 1
+    assert re.search(f"{re.escape(str(split_file))}( line \\d+)?: ", err) and re.search(message, err), err
+    assert_nothing_written(tmp_path, out)

@@ -147,7 +147,9 @@ def test_ood_task_needs_two_datasets():
 def test_unknown_split_name_is_refused():
     with pytest.raises(ValueError) as e:
         assign_parts(synthetic_meta(10), "ood")
-    assert str(e.value) == "split must be one of ['id', 'ood-width', 'ood-task'], got 'ood'"
+    assert str(e.value) == "split must be one of ['id', 'ood-width', 'ood-task', 'published'], got 'ood'"
+    with pytest.raises(SplitUnavailable, match="'published' split is not made by a rule"):
+        assign_parts(synthetic_meta(10), "published")
 
 
 def test_pick_twins_takes_a_tenth_at_least_one_deterministically():

@@ -203,7 +203,7 @@ def test_zoo_api(tiny_zoo, tiny_config):
     row = zoo.row(net.network_id)
     assert (row["index"], row["epoch"]) == (5, 2)
     assert zoo.row(net.network_id, 1)["epoch"] == 1
-    with pytest.raises(KeyError, match="no network 'nope' at epoch 2"):
+    with pytest.raises(KeyError, match="no network 'nope' at its final checkpoint"):
         zoo.row("nope")
     with pytest.raises(KeyError, match="at epoch 3"):
         zoo.params(net.network_id, 3)
@@ -297,6 +297,18 @@ def test_damaged_manifest_is_reported_by_name(zoo_copy, case):
     assert len(problems) == 1 and f"{MANIFEST}: " in problems[0] and problem in problems[0]
     with pytest.raises(ZooError, match=f"{MANIFEST}: .*{problem}"):
         load_zoo(zoo_copy)
+
+
+def test_a_version_1_zoo_is_read_as_before(zoo_copy, tiny_zoo):
+    """Version 2 added `padding` and `input_scaling`; a version-1 zoo has neither: SAME, standardised."""
+    path = zoo_copy / MANIFEST
+    manifest = json.loads(path.read_text())
+    assert manifest["format_version"] == FORMAT_VERSION == 2
+    path.write_text(json.dumps({**manifest, "format_version": 1}))
+    old, new = load_zoo(zoo_copy), load_zoo(tiny_zoo)
+    assert "padding" not in old.table.columns and "input_scaling" not in old.manifest["config"]["zoo"]
+    for nid in old.final["network_id"]:
+        assert old.arch(nid) == new.arch(nid) and old.arch(nid).padding == "SAME"
 
 
 def test_a_tampered_checksum_is_reported(zoo_copy):

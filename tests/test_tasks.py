@@ -111,7 +111,8 @@ def test_ood_task_test_datasets_are_unseen(zoo):
 @pytest.mark.parametrize(("args", "kwargs", "message"), [
     (("regression", "id"), {},
      "name must be one of ['generalization', 'classification', 'retrieval', 'merging'], got 'regression'"),
-    (("generalization", "ood"), {}, "split must be one of ['id', 'ood-width', 'ood-task'], got 'ood'"),
+    (("generalization", "ood"), {},
+     "split must be one of ['id', 'ood-width', 'ood-task', 'published'], got 'ood'"),
     (("classification", "ood-task"), {}, "split 'ood-task' does not apply to the classification task; "
                                          "expected one of ['id', 'ood-width']"),
     (("merging", "id"), {"all_checkpoints": True},

@@ -7,8 +7,12 @@ A network is an `ArchSpec` plus its parameters as a list of layers, each a dict
   ``kernel`` of shape (fan_in, fan_out) and ``bias`` (fan_out,), the last layer is
   the classifier head.
 * CNN (Small CNN Zoo style): ``depth`` conv layers with 3x3 kernels in HWIO order
-  ``(k, k, c_in, c_out)``, stride 2, SAME padding, each followed by the activation;
-  then global average pooling and a dense head ``(c_last, num_classes)``.
+  ``(k, k, c_in, c_out)``, stride 2, each followed by the activation; then global
+  average pooling and a dense head ``(c_last, num_classes)``. The padding is the
+  spec's: SAME (zoobench's own zoos) or VALID (Keras' default, which the Small
+  CNN Zoo was trained with). Global average pooling makes the head independent
+  of the last feature map's size, so parameter shapes do not depend on padding;
+  the function does.
 
 The forward pass works unchanged on parameters zero-padded to wider hidden layers
 (padded units have zero incoming and outgoing weights), which the population
@@ -36,6 +40,10 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 ACTIVATION_NAMES = tuple(ACTIVATIONS)
 KERNEL_SIZE = 3
 STRIDE = 2
+# Conv padding as XLA and Keras name it: SAME pads so that out = ceil(in / stride);
+# VALID does not pad, out = floor((in - k) / stride) + 1.
+PADDINGS = ("SAME", "VALID")
+DEFAULT_PADDING = "SAME"
 # Limits of the zoo's design space; also the shape at which initial weights are drawn,
 # so a network's initial weights do not depend on how wide its training bucket is.
 DEPTH_RANGE = {"mlp": (1, 4), "cnn": (2, 4)}
@@ -54,6 +62,7 @@ class ArchSpec:
       hidden: widths of the hidden layers (MLP) or channels of the conv layers (CNN).
       num_classes: width of the output layer.
       activation: name in `ACTIVATIONS`.
+      padding: CNN conv padding, one of `PADDINGS`; an MLP has the default.
     """
 
     family: str
@@ -61,6 +70,7 @@ class ArchSpec:
     hidden: tuple[int, ...]
     num_classes: int
     activation: str
+    padding: str = DEFAULT_PADDING
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -75,6 +85,15 @@ class ArchSpec:
             raise ValueError(f"input_shape must be (H, W, C) positive, got {self.input_shape}")
         object.__setattr__(self, "hidden", tuple(int(w) for w in self.hidden))
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
+        if self.padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {self.padding!r}")
+        if self.family == "mlp" and self.padding != DEFAULT_PADDING:
+            raise ValueError(f"padding applies to CNNs; an MLP has padding {DEFAULT_PADDING!r}, "
+                             f"got {self.padding!r}")
+        if self.family == "cnn" and min(self.feature_sizes()[-1]) < 1:
+            raise ValueError(f"input_shape {self.input_shape} is too small for {self.depth} {self.padding} "
+                             f"stride-{STRIDE} {KERNEL_SIZE}x{KERNEL_SIZE} convolutions: the feature maps "
+                             f"shrink to {self.feature_sizes()[1:]}")
 
     @property
     def depth(self) -> int:
@@ -84,6 +103,13 @@ class ArchSpec:
     @property
     def num_layers(self) -> int:
         return len(self.hidden) + 1
+
+    def feature_sizes(self) -> list[tuple[int, int]]:
+        """CNN: (H, W) of the input and of each conv layer's output, which the padding decides."""
+        sizes = [self.input_shape[:2]]
+        for _ in self.hidden:
+            sizes.append(tuple(conv_padding(n, KERNEL_SIZE, STRIDE, self.padding)[0] for n in sizes[-1]))
+        return sizes
 
     def layer_shapes(self) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
         """(kernel shape, bias shape) of every layer, in order."""
@@ -103,13 +129,17 @@ class ArchSpec:
         return sum(math.prod(k) + math.prod(b) for k, b in self.layer_shapes())
 
     def to_dict(self) -> dict:
-        return {
+        """A JSON object; `padding` only when not the default, so network ids hashed from it stay put."""
+        d = {
             "family": self.family,
             "input_shape": list(self.input_shape),
             "hidden": list(self.hidden),
             "num_classes": self.num_classes,
             "activation": self.activation,
         }
+        if self.padding != DEFAULT_PADDING:
+            d["padding"] = self.padding
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ArchSpec:
@@ -119,6 +149,7 @@ class ArchSpec:
             hidden=tuple(d["hidden"]),
             num_classes=int(d["num_classes"]),
             activation=d["activation"],
+            padding=d.get("padding", DEFAULT_PADDING),
         )
 
 
@@ -128,15 +159,23 @@ def fan_in_out(kernel_shape: Sequence[int]) -> tuple[int, int]:
     return kernel_shape[-2] * receptive, kernel_shape[-1] * receptive
 
 
-def _same_padding(size: int, k: int, stride: int) -> tuple[int, int, int]:
-    """(output size, padding before, padding after) of a SAME convolution, as XLA pads."""
+def conv_padding(size: int, k: int, stride: int, padding: str) -> tuple[int, int, int]:
+    """(output size, padding before, padding after) of a convolution along one axis, as XLA pads.
+
+    SAME: ceil(size / stride) outputs, the padding split with the extra one after;
+    VALID: floor((size - k) / stride) + 1 outputs (0 or fewer: the input is too small), no padding.
+    """
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+    if padding == "VALID":
+        return (size - k) // stride + 1, 0, 0
     out = -(-size // stride)
     total = max((out - 1) * stride + k - size, 0)
     return out, total // 2, total - total // 2
 
 
-def conv_same_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """3x3 stride-2 SAME convolution of NHWC `x` with an HWIO `kernel`.
+def conv_stride2(x: jax.Array, kernel: jax.Array, padding: str = DEFAULT_PADDING) -> jax.Array:
+    """3x3 stride-2 convolution (cross-correlation) of NHWC `x` with an HWIO `kernel`.
 
     Written as im2col by strided slicing plus one matmul: under `jax.vmap` over
     networks this stays a batched matmul instead of becoming a grouped convolution,
@@ -144,8 +183,8 @@ def conv_same_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
     `lax.conv_general_dilated_patches` (itself a convolution with a one-hot kernel).
     """
     k = kernel.shape[0]
-    (oh, th, bh), (ow, tw, bw) = (_same_padding(x.shape[1], k, STRIDE),
-                                  _same_padding(x.shape[2], k, STRIDE))
+    (oh, th, bh), (ow, tw, bw) = (conv_padding(x.shape[1], k, STRIDE, padding),
+                                  conv_padding(x.shape[2], k, STRIDE, padding))
     xp = jnp.pad(x, ((0, 0), (th, bh), (tw, bw), (0, 0)))
     span_h, span_w = STRIDE * (oh - 1) + 1, STRIDE * (ow - 1) + 1
     # Patch features in (kh, kw, c_in) order: exactly the HWIO kernel's leading axes.
@@ -161,6 +200,7 @@ def forward(
     x: jax.Array,
     activation: Callable[[jax.Array], jax.Array],
     dropout: Callable[[int, jax.Array], jax.Array] | None = None,
+    padding: str = DEFAULT_PADDING,
 ) -> jax.Array:
     """Logits of one network for a batch `x` of shape (B, H, W, C).
 
@@ -170,6 +210,7 @@ def forward(
       x: inputs (B, H, W, C).
       activation: elementwise nonlinearity applied after every hidden layer.
       dropout: optional ``f(layer_index, h) -> h`` applied to hidden activations.
+      padding: CNN conv padding (`ArchSpec.padding`).
     """
     if family == "mlp":
         h = x.reshape(x.shape[0], -1)
@@ -180,7 +221,7 @@ def forward(
     else:
         h = x
         for i, layer in enumerate(params[:-1]):
-            h = activation(conv_same_stride2(h, layer["kernel"]) + layer["bias"])
+            h = activation(conv_stride2(h, layer["kernel"], padding) + layer["bias"])
             if dropout is not None:
                 h = dropout(i, h)
         h = h.mean(axis=(1, 2))
@@ -193,7 +234,7 @@ def apply(arch: ArchSpec, params: Params, x: jax.Array | np.ndarray) -> jax.Arra
     x = jnp.asarray(x, jnp.float32)
     if x.shape[1:] != arch.input_shape:
         raise ValueError(f"input shape {x.shape[1:]} does not match the network's {arch.input_shape}")
-    return forward(arch.family, params, x, ACTIVATIONS[arch.activation])
+    return forward(arch.family, params, x, ACTIVATIONS[arch.activation], padding=arch.padding)
 
 
 def check_params(arch: ArchSpec, params: Params) -> None:

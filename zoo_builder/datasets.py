@@ -12,8 +12,11 @@ datasets share architectures and can be compared weight for weight:
    the downsampling factor, which equals ``jax.image.resize(method="linear",
    antialias=True)`` but is computed in float64 numpy so the result and its
    fingerprint do not depend on the accelerator;
-4. normalisation by the global mean and std of the (truncated) training inputs,
-   giving float32.
+4. scaling, giving float32: by default (``input_scaling="standardise"``) by the
+   global mean and std of the (truncated) training inputs; ``"[-1, 1]"`` maps the
+   pixel range [0, max] linearly onto [-1, 1] instead, as the Small CNN Zoo's
+   networks were trained (``image / 255`` then ``-1 + 2 * image``, then the channel
+   mean for grayscale; the order does not matter, every step is affine).
 
 Sources (nothing is ever downloaded):
 
@@ -51,6 +54,11 @@ _TFDS_PREFIX = "tfds:"
 _PERM_RE = re.compile(r"perm([1-9][0-9]*)")
 _TFDS_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./:-]*")
 _SPLIT_SEED = 0
+# How raw pixels become network inputs: a zoo's `input_scaling` (docs/zoo_format.md).
+INPUT_SCALINGS = ("standardise", "[-1, 1]")
+DEFAULT_INPUT_SCALING = "standardise"
+# Largest raw pixel value of each built-in image source; "[-1, 1]" maps [0, it] onto [-1, 1].
+_PIXEL_MAX = {"digits": 16.0, "mnist5k": 255.0}
 # Bounds the memory held by the per-process cache (tfds datasets can be large).
 _CACHE_SIZE = 16
 
@@ -80,13 +88,18 @@ class Dataset:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class _Raw:
-    """A source's split before preprocessing: images (N, h, w, c) or signals (N, L)."""
+    """A source's split before preprocessing: images (N, h, w, c) or signals (N, L).
+
+    ``pixel_max``: the largest value a raw pixel can take (255 for uint8 images),
+    None for sources that are not images.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
+    pixel_max: float | None = None
 
 
 def dataset_names() -> tuple[str, ...]:
@@ -218,7 +231,7 @@ def _load_mnist1d() -> _Raw:
         random.setstate(py_state)
         np.random.set_state(np_state)
     num_classes = len(get_templates()["y"])
-    return _Raw(data["x"], data["y"], data["x_test"], data["y_test"], num_classes)
+    return _Raw(data["x"], data["y"], data["x_test"], data["y_test"], num_classes)  # signals: no pixel_max
 
 
 @functools.cache
@@ -229,6 +242,7 @@ def _builtin_raw(base: str) -> _Raw:
     return _Raw(
         *(_readonly(np.array(a)) for a in (raw.x_train, raw.y_train, raw.x_test, raw.y_test)),
         num_classes=raw.num_classes,
+        pixel_max=_PIXEL_MAX.get(base),
     )
 
 
@@ -298,7 +312,8 @@ def _load_tfds(tfds_name: str, max_train: int | None, max_test: int | None, data
 
     x_train, y_train = _records_to_arrays(first(train, max_train), f"tfds:{tfds_name} train")
     x_test, y_test = _records_to_arrays(first(test, max_test), f"tfds:{tfds_name} test")
-    return _Raw(x_train, y_train, x_test, y_test, num_classes)
+    pixel_max = 255.0 if x_train.dtype == np.uint8 else None  # tfds images are uint8
+    return _Raw(x_train, y_train, x_test, y_test, num_classes, pixel_max)
 
 
 # --- preprocessing -------------------------------------------------------------------
@@ -363,6 +378,17 @@ def _normalise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.
     )
 
 
+def _scale(x_train: np.ndarray, x_test: np.ndarray, input_scaling: str, pixel_max: float | None,
+           base: str) -> tuple[np.ndarray, np.ndarray]:
+    """Both splits as float32 network inputs, scaled as `input_scaling` says (see the module docstring)."""
+    if input_scaling == "standardise":
+        return _normalise(x_train, x_test)
+    if pixel_max is None:
+        raise ValueError(f"input_scaling {input_scaling!r} maps pixels onto [-1, 1], but {base} is not "
+                         "an image source with a known pixel range; expected 'standardise'")
+    return tuple((-1.0 + 2.0 * (x / pixel_max)).astype(np.float32) for x in (x_train, x_test))
+
+
 def _fingerprint(*arrays: np.ndarray) -> str:
     """sha256 over each array's little-endian dtype, shape and C-order bytes."""
     digest = hashlib.sha256()
@@ -380,6 +406,7 @@ def _load_base(
     max_train: int | None,
     max_test: int | None,
     data_dir: str | None,
+    input_scaling: str = DEFAULT_INPUT_SCALING,
 ) -> Dataset:
     """Preprocessed base dataset (no label map); cached because the zoo builder asks
     for the same one for every network. Its arrays are read-only."""
@@ -387,9 +414,10 @@ def _load_base(
         raw = _load_tfds(base[len(_TFDS_PREFIX) :], max_train, max_test, data_dir)
     else:
         raw = _builtin_raw(base)
-    x_train, x_test = _normalise(
+    x_train, x_test = _scale(
         _to_inputs(raw.x_train[:max_train], input_shape),
         _to_inputs(raw.x_test[:max_test], input_shape),
+        input_scaling, raw.pixel_max, base,
     )
     y_train = raw.y_train[:max_train].astype(np.int32)
     y_test = raw.y_test[:max_test].astype(np.int32)
@@ -420,19 +448,24 @@ def load_dataset(
     max_train: int | None = None,
     max_test: int | None = None,
     data_dir: str | None = None,
+    input_scaling: str = DEFAULT_INPUT_SCALING,
 ) -> Dataset:
     """Load ``name`` (e.g. ``"digits"``, ``"mnist1d@perm2"``, ``"tfds:mnist"``) as
     float32 (N, H, W, C) inputs and int32 labels.
 
     ``max_train`` / ``max_test`` keep at most that many examples (the first ones of
-    the fixed split); ``data_dir`` is only used by ``tfds:`` datasets.
+    the fixed split); ``data_dir`` is only used by ``tfds:`` datasets;
+    ``input_scaling`` (one of `INPUT_SCALINGS`) is how pixels become inputs: a
+    zoo's own (`Zoo.input_scaling`) to evaluate its networks as they were trained.
     """
     base, perm = parse_dataset_name(name)
     shape = _check_shape(input_shape)
     max_train = _check_limit("max_train", max_train)
     max_test = _check_limit("max_test", max_test)
+    if input_scaling not in INPUT_SCALINGS:
+        raise ValueError(f"input_scaling must be one of {INPUT_SCALINGS}, got {input_scaling!r}")
     data_dir = str(data_dir) if data_dir is not None and base.startswith(_TFDS_PREFIX) else None
-    ds = _load_base(base, shape, max_train, max_test, data_dir)
+    ds = _load_base(base, shape, max_train, max_test, data_dir, input_scaling)
     if perm is None:
         label_map = ds.label_map
         y_train, y_test, fingerprint = ds.y_train, ds.y_test, ds.fingerprint

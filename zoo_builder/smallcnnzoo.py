@@ -7,6 +7,10 @@ directory per dataset (mnist, fashion_mnist, cifar10, svhn_cropped):
     layout.csv                   varname, start_idx, end_idx, shape of each variable in a row
     metrics.csv[.gz]             one row per checkpoint: accuracies, losses, step, config.* columns
 
+Work on these zoos (NFN, Neural Graphs) also shares a row order file, one source
+row a line, that fixes their train/val/test split; `read_row_order` reads and
+checks it (benchmark.splits.published_split turns it into the `published` split).
+
 `import_smallcnnzoo` turns such a directory into a zoo in the zoobench format
 (docs/zoo_format.md, section "Importing the Small CNN Zoo"), so every task and
 baseline runs on it unchanged. Nothing is unpickled: weights.npy is memory-mapped
@@ -32,9 +36,9 @@ import numpy as np
 import pandas as pd
 
 from zoo_builder import storage
-from zoo_builder.architecture import ACTIVATION_NAMES, KERNEL_SIZE
+from zoo_builder.architecture import ACTIVATION_NAMES, KERNEL_SIZE, ArchSpec
 from zoo_builder.build import library_versions, zoo_files
-from zoo_builder.files import sha256_file
+from zoo_builder.files import read_bounded, sha256_file
 from zoo_builder.storage import weights_fingerprint
 
 SOURCE_KIND = "smallcnnzoo"
@@ -51,7 +55,14 @@ DATASET_SIZES = {"mnist": (28, 28), "fashion_mnist": (28, 28), "cifar10": (32, 3
 CHANNEL_SHAPES = {1: (28, 28, 1), 3: (32, 32, 3)}
 # Checkpoints per weights file: bounds the memory an import needs (4,970 floats: ~160 MB).
 DEFAULT_CHUNK_ROWS = 8192
+# A row order of the 270,000-row published zoos is ~1.8 MB.
+MAX_ROW_ORDER_BYTES = 64 << 20
 UNKNOWN = "unknown"
+# How the published networks were trained (google-research dnn_predict_accuracy/train_network.py):
+# Keras Conv2D(16, 3, strides=2) with its default padding 'valid', on images divided by 255 and
+# mapped onto [-1, 1] (then averaged over channels: grayscale). layout.csv records neither.
+SOURCE_PADDING = "VALID"
+SOURCE_INPUT_SCALING = "[-1, 1]"
 
 
 class SourceError(storage.ZooError):
@@ -213,6 +224,54 @@ def open_weights(path: Path) -> np.ndarray:
     return np.load(path, mmap_mode="r", allow_pickle=False)
 
 
+def checkpoint_count(src: str | Path) -> int:
+    """Rows of `src`'s weights.npy (its checkpoints), from the header alone."""
+    return open_weights(Path(src) / WEIGHTS_NPY).shape[0]
+
+
+# --------------------------------------------------------------------------- row order (split file)
+
+
+def read_row_order(path: str | Path, n_rows: int) -> np.ndarray:
+    """The source rows a split file lists, in its order: one integer a line, as published.
+
+    The NFN and Neural Graphs code read it with ``pd.read_csv(f, header=None)`` and
+    index weights.npy and metrics.csv.gz with it, so each line is a row of those files
+    (0-based, the header not counted). A line that is not a non-negative integer, a
+    row outside ``[0, n_rows)`` or one listed twice is refused, naming the file and line.
+    Blank lines at the end are ignored.
+    """
+    path = Path(path)
+    try:
+        text = read_bounded(path, MAX_ROW_ORDER_BYTES, "split").decode("utf-8")
+    except FileNotFoundError:
+        raise SourceError(f"{path}: no such split file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SourceError(f"{path}: not a readable text file ({e})") from e
+    except ValueError as e:  # from read_bounded: not a regular file, or over the limit
+        raise SourceError(str(e)) from None
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise SourceError(f"{path}: empty; expected one source row number a line")
+    rows, line_of = [], {}
+    for lineno, line in enumerate(lines, start=1):
+        if not re.fullmatch(r"\s*[0-9]+\s*", line):
+            raise SourceError(f"{path} line {lineno}: {line!r} is not a row number "
+                              "(expected one non-negative integer a line)")
+        row = int(line)
+        if row >= n_rows:
+            raise SourceError(f"{path} line {lineno}: row {row} is out of range; the source has "
+                              f"{n_rows} rows (0 to {n_rows - 1})")
+        if row in line_of:
+            raise SourceError(f"{path} line {lineno}: row {row} is listed again (first on line "
+                              f"{line_of[row]}); a split lists each row once")
+        line_of[row] = lineno
+        rows.append(row)
+    return np.array(rows, dtype=np.int64)
+
+
 # --------------------------------------------------------------------------- metrics.csv
 
 
@@ -340,6 +399,10 @@ def resolve_input_shape(layout: Layout, datasets: np.ndarray, input_shape, path:
         if len(shape) != 3 or shape[2] != c or min(shape) < 1:
             raise SourceError(f"{path}: input shape {shape} does not fit the first kernel's "
                               f"{c} input channels")
+        try:  # VALID convolutions shrink the input: refuse one they shrink to nothing
+            ArchSpec("cnn", shape, layout.hidden, layout.num_classes, "relu", padding=SOURCE_PADDING)
+        except ValueError as e:
+            raise SourceError(f"{path}: {e}") from None
         return shape, "option"
     sizes = {DATASET_SIZES.get(str(d)) for d in set(datasets)}
     if len(sizes) == 1 and None not in sizes:
@@ -417,6 +480,7 @@ def build_table(df: pd.DataFrame, mpath: Path, datasets: np.ndarray, hidden: tup
     table = table.assign(
         final=steps == last,
         family="cnn",
+        padding=SOURCE_PADDING,
         depth=len(hidden),
         hidden="-".join(map(str, hidden)),
         max_width=max(hidden),
@@ -554,6 +618,7 @@ def _manifest(root: Path, src: Path, table: pd.DataFrame, layout: Layout, input_
         "datasets": datasets[0] if len(datasets) == 1 else {"choice": datasets},
         "epochs": steps[-1],
         "checkpoint_epochs": steps,
+        "input_scaling": SOURCE_INPUT_SCALING,
     }}
     files = zoo_files(root)
     return {

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +28,15 @@ import pyarrow.parquet as pq
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
-from zoo_builder.architecture import ArchSpec
+from zoo_builder.architecture import DEFAULT_PADDING, ArchSpec
 from zoo_builder.errors import DomainError
 from zoo_builder.files import atomic_path, read_bounded, sha256_file, write_json
 
 FORMAT = "zoobench-zoo"
-FORMAT_VERSION = 1
+# 2 added what an imported zoo needs to compute its networks' functions: the table's `padding`
+# column and the config's `input_scaling`. A version-1 zoo has neither: SAME, standardised inputs.
+FORMAT_VERSION = 2
+READ_FORMAT_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 TABLE = "networks.parquet"
 WEIGHTS_DIR = "weights"
@@ -121,9 +125,9 @@ def read_manifest(root: Path) -> dict:
         raise ZooError(f"{path}: not a zoobench zoo manifest (a JSON {type(doc).__name__}, not an object)")
     if doc.get("format") != FORMAT:
         raise ZooError(f"{path}: not a zoobench zoo manifest (format {doc.get('format')!r})")
-    if doc.get("format_version") != FORMAT_VERSION:
-        raise ZooError(
-            f"{path}: format version {doc.get('format_version')!r}; this zoobench reads {FORMAT_VERSION}")
+    if doc.get("format_version") not in READ_FORMAT_VERSIONS:
+        raise ZooError(f"{path}: format version {doc.get('format_version')!r}; this zoobench reads "
+                       f"{' and '.join(map(str, READ_FORMAT_VERSIONS))}")
     files = doc.get("files")
     if not isinstance(files, dict) or TABLE not in files:
         raise ZooError(f"{path}: has no file checksums")
@@ -194,6 +198,12 @@ class Zoo:
     def __init__(self, root: str | Path, verify: bool = True):
         self.root = Path(root)
         self.manifest = read_manifest(self.root)
+        source = self.manifest.get("source", {}).get("kind")
+        if self.manifest["format_version"] == 1 and source == "smallcnnzoo":
+            warnings.warn(
+                f"{self.root / MANIFEST}: a Small CNN Zoo imported before format version 2, which reads "
+                "its CNNs with SAME padding and standardised inputs; the networks were trained with VALID "
+                "padding on inputs in [-1, 1]. Import it again for their own function.", stacklevel=2)
         self._verify = verify
         if verify:
             problems = verify_files(self.root, self.manifest, [TABLE])
@@ -233,29 +243,37 @@ class Zoo:
         """A network's table row at a checkpoint epoch (default: its final one, where `final` is true)."""
         i = self._final_of.get(network_id) if epoch is None else self._row_of.get((network_id, int(epoch)))
         if i is None:
-            at = self.manifest["config"]["zoo"].get("epochs", "final") if epoch is None else epoch
-            raise KeyError(f"{self.root}: no network {network_id!r} at epoch {at}")
+            at = "its final checkpoint" if epoch is None else f"epoch {epoch}"
+            raise KeyError(f"{self.root}: no network {network_id!r} at {at}")
         return self.table.iloc[i]
 
     @functools.cached_property
-    def _arch_columns(self) -> dict[str, tuple[str, str, str]]:
-        """network id -> (family, hidden, activation), read in one pass (row lookups are slow)."""
+    def _arch_columns(self) -> dict[str, tuple[str, str, str, str]]:
+        """network id -> (family, hidden, activation, padding), read in one pass (row lookups are slow).
+
+        Zoos built by zoobench have no `padding` column: their CNNs are SAME.
+        """
         f = self.final
-        return {nid: (fam, str(hidden), act) for nid, fam, hidden, act in
-                zip(f["network_id"], f["family"], f["hidden"], f["activation"], strict=True)}
+        padding = f["padding"] if "padding" in f.columns else [DEFAULT_PADDING] * len(f)
+        return {nid: (fam, str(hidden), act, pad) for nid, fam, hidden, act, pad in
+                zip(f["network_id"], f["family"], f["hidden"], f["activation"], padding, strict=True)}
 
     def arch(self, network_id: str) -> ArchSpec:
         try:
-            family, hidden, activation = self._arch_columns[network_id]
+            family, hidden, activation, padding = self._arch_columns[network_id]
         except KeyError:
             raise KeyError(f"{self.root}: no network {network_id!r}") from None
-        return ArchSpec(
-            family=family,
-            input_shape=tuple(self.manifest["config"]["zoo"]["input_shape"]),
-            hidden=tuple(int(w) for w in hidden.split("-")),
-            num_classes=int(self.manifest["config"]["zoo"]["num_classes"]),
-            activation=activation,
-        )
+        try:
+            return ArchSpec(
+                family=family,
+                input_shape=tuple(self.manifest["config"]["zoo"]["input_shape"]),
+                hidden=tuple(int(w) for w in hidden.split("-")),
+                num_classes=int(self.manifest["config"]["zoo"]["num_classes"]),
+                activation=activation,
+                padding=padding,
+            )
+        except ValueError as e:
+            raise ZooError(f"{self.root / TABLE}: network {network_id}: {e}") from None
 
     def _open(self, rel: str):
         if self._verify and rel not in self._verified:

@@ -10,7 +10,7 @@ import json
 import sys
 
 from baselines.run import METHODS, PROFILES, applies, run
-from benchmark.splits import SPLITS
+from benchmark.splits import SPLIT_NAMES
 from benchmark.tasks import TASKS, TaskUnavailable
 from leaderboard.score import score_submission
 from leaderboard.store import add_result, connect
@@ -69,7 +69,7 @@ def add_commands(sub) -> None:
     r.add_argument("--zoo", required=True, help="zoo directory")
     r.add_argument("--task", required=True, choices=[*TASKS, "all"])
     r.add_argument("--method", required=True, choices=[*METHODS, "all"])
-    r.add_argument("--split", default="id", choices=list(SPLITS))
+    r.add_argument("--split", default="id", choices=list(SPLIT_NAMES))
     r.add_argument("--seeds", type=int, default=1, help="number of seeds: 0..N-1 (default 1)")
     r.add_argument("--out", required=True, help="directory for the submissions")
     r.add_argument("--profile", default="full", choices=list(PROFILES),

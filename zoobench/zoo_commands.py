@@ -7,16 +7,27 @@ files and tasks as well as the zoo itself.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
-from benchmark.splits import SPLITS_DIR, SplitError, load_split, read_split
+from benchmark.splits import (
+    SPLITS_DIR,
+    SplitError,
+    SplitUnavailable,
+    load_split,
+    published_split,
+    read_split,
+    split_path,
+    write_split,
+)
 from benchmark.tasks import tasks_summary
 from zoo_builder.build import build_zoo, build_zoo_in_processes, merge_zoos
 from zoo_builder.config import PRESETS, load_config, load_preset, preset_path
 from zoo_builder.devices import Cluster, barrier, join_cluster
 from zoo_builder.errors import UsageError
-from zoo_builder.smallcnnzoo import import_smallcnnzoo, parse_input_shape
+from zoo_builder.files import sha256_file
+from zoo_builder.smallcnnzoo import checkpoint_count, import_smallcnnzoo, parse_input_shape, read_row_order
 from zoo_builder.storage import load_zoo, verify_zoo
 from zoobench.options import add_json_option, address, emit, non_negative_int, positive_int, shard
 
@@ -155,14 +166,41 @@ def cmd_zoo_preset(args) -> int:
     return EXIT_OK
 
 
+def write_published_split(zoo_dir: Path, rows, split_file: Path) -> dict:
+    """Write the `published` split of the imported zoo at `zoo_dir` from its row order; its part sizes.
+
+    Here, not in the importer: zoo_builder makes zoos, benchmark makes splits.
+    """
+    try:
+        split = published_split(zoo_dir, rows, {"file": split_file.name, "sha256": sha256_file(split_file)})
+    except SplitUnavailable as e:
+        raise SplitUnavailable(f"{split_file}: {e}") from None
+    write_split(split, split_path(zoo_dir, split.name))
+    return {**{p: len(ids) for p, ids in split.parts.items()},
+            "outside_protocol_in_train": split.details["outside_protocol_in_train"]}
+
+
 def cmd_zoo_import_smallcnnzoo(args) -> int:
+    rows = None
+    if args.split_file is not None:  # checked before anything is written
+        rows = read_row_order(args.split_file, checkpoint_count(args.src))
     manifest = import_smallcnnzoo(args.src, args.out, dataset=args.dataset, input_shape=args.input_shape)
     doc = {"path": args.out, "name": manifest["name"], "num_networks": manifest["num_networks"],
            "checkpoints": manifest["source"]["checkpoints"],
            "input_shape": manifest["config"]["zoo"]["input_shape"],
            "weights_fingerprint": manifest["weights_fingerprint"]}
-    emit(args, doc, f"imported {args.src} into {args.out}: {doc['num_networks']} networks, "
-                     f"{doc['checkpoints']} checkpoints, input shape {tuple(doc['input_shape'])}")
+    text = (f"imported {args.src} into {args.out}: {doc['num_networks']} networks, "
+            f"{doc['checkpoints']} checkpoints, input shape {tuple(doc['input_shape'])}")
+    if rows is not None:
+        try:
+            doc["published_split"] = write_published_split(Path(args.out), rows, Path(args.split_file))
+        except BaseException:
+            shutil.rmtree(args.out, ignore_errors=True)  # the import made it: leave nothing half done
+            raise
+        s = doc["published_split"]
+        text += (f"; split 'published': train {s['train']}, val {s['val']}, test {s['test']} "
+                 f"({s['outside_protocol_in_train']} networks outside the protocol put in train)")
+    emit(args, doc, text)
     return EXIT_OK
 
 
@@ -254,6 +292,9 @@ def add_commands(sub) -> None:
     imp.add_argument("--input-shape", type=_input_shape, metavar="H,W,C",
                      help="input shape (default: 28x28 for mnist/fashion_mnist, 32x32 for "
                           "cifar10/svhn_cropped, else 28,28,1 or 32,32,3 from the first kernel's channels)")
+    imp.add_argument("--split-file", metavar="FILE",
+                     help="the published split protocol's row order (one row of weights.npy a line, as "
+                          "NFN and Neural Graphs use): written as split 'published' (docs/tasks.md)")
     add_json_option(imp)
     imp.set_defaults(func=cmd_zoo_import_smallcnnzoo)
 
