@@ -687,7 +687,7 @@ def test_imported_networks_compute_the_keras_function(published, tmp_path):
 def test_an_import_of_format_version_1_warns(imported):
     """Zoos imported before version 2 hold no padding or scaling: read as SAME, standardised, and said so."""
     path = imported / storage.MANIFEST
-    path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": 1}))
+    storage.write_manifest(imported, {**json.loads(path.read_text()), "format_version": 1})
     with pytest.warns(UserWarning, match="imported before format version 2.*Import it again"):
         load_zoo(imported)
 
