@@ -96,20 +96,22 @@ PREDICTION_METHODS = tuple(m for m in METHODS if set(PREDICTION_TASKS) <= set(RE
 MERGING_METHODS = tuple(m for m in METHODS if "merging" in REGISTRY[m].tasks)
 
 
-# Per-profile settings. "full" is each method's defaults; "fast" fits every
-# baseline on every task of the `small` zoo into `zoobench reproduce`'s
-# 10-minute budget on a 2-core CPU (fewer epochs, a narrower ng-gnn);
-# "smoke" is for the tiny zoo and tests. docs/baselines.md lists them.
+# Per-profile settings. "full" is each method's defaults; "fast" is what `zoobench reproduce`
+# trains the `small` zoo with: every neural method until validation stops improving (the
+# epoch caps are far above where early stopping ends the runs; reproduce.json records
+# whether it did), at batch sizes and widths that keep the main job to minutes on a
+# 2-core CPU; "smoke" is for the tiny zoo and tests. docs/baselines.md lists them.
 PROFILES: dict[str, dict[str, MethodSettings]] = {
     "full": {},
     "fast": {
-        "ng-gnn": MethodSettings(harness.TrainConfig(batch_size=32, epochs=2, patience=2, learning_rate=3e-3,
-                                                     num_buckets=2, progress=False), (("hidden", 16),)),
-        "flat-mlp": MethodSettings(harness.TrainConfig(batch_size=32, epochs=12, patience=4, progress=False)),
-        "statnn": MethodSettings(harness.TrainConfig(batch_size=32, epochs=12, patience=4, progress=False)),
-        "cnn-matrices": MethodSettings(harness.TrainConfig(batch_size=32, epochs=6, patience=3,
-                                                           progress=False), (("hidden", 16),)),
-        "statnn-gbt": MethodSettings(model=(("max_iter", 100),)),
+        "ng-gnn": MethodSettings(harness.TrainConfig(batch_size=32, epochs=100, patience=8,
+                                                     learning_rate=2e-3, progress=False),
+                                 (("hidden", 32), ("num_layers", 3))),
+        **{m: MethodSettings(harness.TrainConfig(batch_size=32, epochs=200, patience=10, progress=False))
+           for m in ("flat-mlp", "statnn")},
+        "cnn-matrices": MethodSettings(harness.TrainConfig(batch_size=32, epochs=100, patience=8,
+                                                           progress=False), (("hidden", 32),)),
+        "statnn-gbt": MethodSettings(model=(("max_iter", 200),)),
     },
     "smoke": {
         "ng-gnn": MethodSettings(harness.TrainConfig(batch_size=8, epochs=2, patience=2, learning_rate=3e-3,
