@@ -133,3 +133,17 @@ def tiny_preset_zoo(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("zoos") / "tiny"
     build_zoo(load_preset("tiny"), path, progress=False)
     return path
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `zoobench ARGV`, called in process (cheap)."""
+    from zoobench import cli
+
+    capsys.readouterr()
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as e:  # argparse: --help, usage errors
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+

@@ -10,21 +10,10 @@ from pathlib import Path
 import pytest
 import tomli_w
 from conftest import MINI_DOC, REPO_ROOT, copy_zoo, flip_byte, mini_doc
+from conftest import run_cli as run
 
 from zoo_builder.config import load_config, load_preset
 from zoo_builder.storage import MANIFEST, TABLE, load_zoo, verify_zoo
-from zoobench import cli
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of `zoobench ARGV`."""
-    capsys.readouterr()
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as e:  # argparse: --help, usage errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def write_config(path: Path, doc: dict) -> Path:

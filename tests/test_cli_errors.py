@@ -9,23 +9,13 @@ import pandas as pd
 import pytest
 import tomli_w
 from conftest import copy_zoo, flip_byte, mini_doc
+from conftest import run_cli as run
 
 from zoo_builder.config import ConfigError
 from zoo_builder.errors import DomainError
 from zoo_builder.files import sha256_file
 from zoo_builder.storage import MANIFEST, TABLE, write_manifest
 from zoobench import cli, zoo_commands
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of `zoobench ARGV`, in process."""
-    capsys.readouterr()
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _error(err: str) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli
 
 from benchmark.merging import MergePair, evaluation_data, interpolation_curve, interpolation_curves
 from benchmark.splits import SplitUnavailable, get_split
@@ -30,7 +31,6 @@ from zoo_builder.files import sha256_file
 from zoo_builder.permutation import permutation_spec
 from zoo_builder.smallcnnzoo import SourceError, import_smallcnnzoo, parse_input_shape, parse_shape
 from zoo_builder.storage import ZooError, load_zoo, verify_zoo
-from zoobench import cli
 
 STEPS = (0, 20, 86)
 SHORT_STEPS = (0, 1, 40)  # the last network stops early: its final checkpoint is step 40
@@ -219,14 +219,6 @@ def ids_of_written_networks(source: Source, zoo) -> dict[int, str]:
     return dict(zip(source.net_of_row[zoo.table["source_row"]], zoo.table["network_id"], strict=True))
 
 
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # --------------------------------------------------------------------------- round trip
