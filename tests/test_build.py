@@ -450,14 +450,18 @@ def test_tiny_preset_zoo(tiny_preset_zoo):
     assert verify_zoo(tiny_preset_zoo) == []
     assert zoo.num_networks == cfg.num_networks == 48 < 100
     assert len(zoo.table) == 48 * len(cfg.checkpoint_epochs)
-    assert sorted(zoo.table["epoch"].unique()) == [2, 4]
+    assert sorted(zoo.table["epoch"].unique()) == [5, 10]
     final = zoo.final
     assert (final["status"] == "ok").all()
     assert set(final["family"]) == {"mlp", "cnn"}
-    assert set(final["dataset"]) == {"digits", "digits@perm1", "mnist1d"}
+    assert set(final["dataset"]) == {"digits", "digits@perm1", "mnist5k"}
     assert set(final["optimizer"]) == {"sgd", "adam"}
     assert set(final["depth"]) == {1, 2}
     assert zoo.manifest["build"]["chunks"] == len(_weight_files(tiny_preset_zoo)) == len(set(final["group"]))
-    # Training works on every dataset: clearly better than chance (0.1) on average.
+    # The networks learn (the methods' tests need a zoo worth predicting), on every dataset: far
+    # above chance (0.1). Measured (2 CPU devices): median 0.84, 47/48 above 0.2; dataset means
+    # digits 0.79, digits@perm1 0.84, mnist5k 0.60.
+    acc = final["test_acc"]
+    assert acc.median() > 0.7 and (acc > 0.2).mean() >= 0.9, acc.describe()
     mean = final.groupby("dataset")["test_acc"].mean()
-    assert mean["digits"] > 0.3 and mean["digits@perm1"] > 0.3 and mean["mnist1d"] > 0.13, mean
+    assert mean["digits"] > 0.6 and mean["digits@perm1"] > 0.6 and mean["mnist5k"] > 0.45, mean

@@ -103,8 +103,8 @@ def test_info_of_the_tiny_preset(capsys, tiny_preset_zoo):
     assert doc["num_networks"] == 48 and doc["diverged"] == 0
     assert set(doc["families"]) == {"mlp", "cnn"} and sum(doc["families"].values()) == 48
     assert sum(doc["architectures"].values()) == 48
-    assert set(doc["test_acc_by_dataset"]) == {"digits", "digits@perm1", "mnist1d"}
-    assert doc["checkpoint_epochs"] == [2, 4]
+    assert set(doc["test_acc_by_dataset"]) == {"digits", "digits@perm1", "mnist5k"}
+    assert doc["checkpoint_epochs"] == [5, 10]
 
 
 def test_info_of_a_non_zoo_names_the_manifest(capsys, tmp_path):
