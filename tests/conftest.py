@@ -22,6 +22,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -147,3 +148,31 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
     out, err = capsys.readouterr()
     return code, out, err
 
+
+
+def held_out_scores(task, outputs: dict) -> dict[str, tuple[float, float]]:
+    """Target -> (Kendall tau, MSE / MSE of predicting the train mean) on the test part's originals.
+
+    `outputs` maps each regression target to an array aligned with ``task.test.ids`` (as
+    `harness.outputs` and `classic.outputs` return it; column 0 is the prediction). The test
+    part also holds twins; only the original networks have answers (`test_targets`), matched
+    by (id, epoch). Model selection saw only train and val, so these are held-out scores.
+    """
+    from benchmark.metrics import kendall_tau
+    from benchmark.tasks import test_targets
+
+    answers = test_targets(task)
+    position = {(i, int(e)): k for k, (i, e) in enumerate(zip(task.test.ids, task.test.epochs, strict=True))}
+    rows = [position[(i, int(e))] for i, e in zip(answers["ids"], answers["epochs"], strict=True)]
+    scores = {}
+    for t in task.targets:
+        y, pred = answers["targets"][t], np.asarray(outputs[t])[rows, 0]
+        const = float(np.mean((np.mean(task.train.targets[t]) - y) ** 2))
+        scores[t] = (kendall_tau(y, pred), float(np.mean((pred - y) ** 2)) / const)
+    return scores
+
+
+def beats_constant(scores: dict[str, tuple[float, float]]) -> bool:
+    """Every target ranked better than chance (a constant has tau 0) and fitted better than the
+    train mean (a constant's best guess: MSE ratio 1)."""
+    return all(tau > 0 and ratio < 1 for tau, ratio in scores.values())

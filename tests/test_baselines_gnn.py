@@ -10,11 +10,11 @@ import sys
 import jax
 import numpy as np
 import pytest
+from conftest import beats_constant, held_out_scores
 
 from baselines import harness, ng_gnn_merging
 from baselines.ng_gnn import LAYERS, ModelConfig, NeuralGraphNet
 from benchmark import load_task
-from benchmark.metrics import kendall_tau
 from benchmark.neural_graph import budget_for, hidden_node_ids, network_graph, pad_batch
 from benchmark.submission import write_submission
 from zoo_builder.permutation import apply_permutation, permutation_spec, random_permutations
@@ -121,10 +121,17 @@ def test_node_embeddings_equivariant(networks, model, family):
         assert np.max(np.abs(h_perm[ids] - h[ids])) > 1e-4  # the permutation did move something
 
 
-def test_trains_beats_constant_and_compiles_once(gen_task, tmp_path):
+@pytest.fixture(scope="module")
+def fitted(gen_task):
+    """ng-gnn trained once on the tiny generalization task: (trained, history, traces before the fit)."""
     before = dict(harness.TRACES)
-    cfg = harness.model_config_for(gen_task, hidden=32, num_layers=2)
-    trained, history = harness.fit(cfg, TINY, gen_task, seed=0)
+    trained, history = harness.fit(harness.model_config_for(gen_task, hidden=32, num_layers=2), TINY,
+                                   gen_task, seed=0)
+    return trained, history, before
+
+
+def test_trains_and_compiles_once(gen_task, fitted, tmp_path):
+    trained, history, before = fitted
     # One compilation per size bucket the train (val) graphs fall in, not one per batch.
     used = {name: np.unique(trained.buckets.assign(harness.graphs_of(part, TINY)))
             for name, part in (("train", gen_task.train), ("val", gen_task.val))}
@@ -137,22 +144,22 @@ def test_trains_beats_constant_and_compiles_once(gen_task, tmp_path):
     assert len(history) >= 1 and all(np.isfinite(h["train_loss"]) for h in history)
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 
-    out = harness.outputs(trained, gen_task.val)
-    y_train, y_val = gen_task.train.targets, gen_task.val.targets
-    wins = []
-    for t in gen_task.targets:
-        tau = kendall_tau(y_val[t], out[t][:, 0])
-        mse = float(np.mean((out[t][:, 0] - y_val[t]) ** 2))
-        const = float(np.mean((np.mean(y_train[t]) - y_val[t]) ** 2))
-        wins.append(tau > 0 or mse < const)  # a constant predictor has tau 0
-    assert any(wins)
-
     preds = harness.predict(trained, gen_task.test)
     assert set(preds) == set(gen_task.test.ids)
     for p in preds.values():
         assert set(p) == {"test_acc", "gen_gap"} and 0.0 <= p["test_acc"] <= 1.0
         assert all(isinstance(v, float) for v in p.values())
     assert harness.write_submission(trained, gen_task, tmp_path / "sub.json").exists()
+
+
+@pytest.mark.xfail(strict=True, reason="measured on the tiny preset (10 test networks), (Kendall tau, MSE / "
+                   "the train mean's MSE): test_acc (0.47, 1.84), gen_gap (0.60, 1.74): ranks both, but its "
+                   "MSE is worse than the train mean's")
+def test_beats_constant_on_held_out_networks(gen_task, fitted):
+    """On the test networks (model selection used val), both targets beat a constant predictor."""
+    scores = held_out_scores(gen_task, harness.outputs(fitted[0], gen_task.test))
+    print({t: np.round(s, 3).tolist() for t, s in scores.items()})  # (tau, MSE / constant's MSE)
+    assert beats_constant(scores), scores
 
 
 def test_bucket_batches_cover_order_once_with_one_bucket_per_batch():
