@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +97,7 @@ def test_generalization_targets_are_the_table_columns(zoo):
 
 def test_classification_targets_index_sorted_classes(zoo):
     task = load_task("classification", zoo)
-    assert task.classes == {"dataset": ("digits", "digits@perm1", "mnist1d"), "optimizer": ("adam", "sgd")}
+    assert task.classes == {"dataset": ("digits", "digits@perm1", "mnist5k"), "optimizer": ("adam", "sgd")}
     final = zoo.final.set_index("network_id")
     names = [task.classes["dataset"][k] for k in task.train.targets["dataset"]]
     assert names == list(final.loc[list(task.train.ids), "dataset"])
@@ -105,7 +107,7 @@ def test_ood_task_test_datasets_are_unseen(zoo):
     task = load_task("generalization", zoo, "ood-task")
     dataset = zoo.final.set_index("network_id")["dataset"]
     seen = {dataset[i] for i in task.train.ids + task.val.ids}
-    assert {dataset[i] for i in tasks.test_targets(task)["ids"]} == {"mnist1d"} and "mnist1d" not in seen
+    assert {dataset[i] for i in tasks.test_targets(task)["ids"]} == {"mnist5k"} and "mnist5k" not in seen
 
 
 @pytest.mark.parametrize(("args", "kwargs", "message"), [
@@ -128,10 +130,10 @@ def test_all_checkpoints_keeps_a_network_in_one_part(zoo):
     task = load_task("generalization", zoo, "id", all_checkpoints=True)
     final = load_task("generalization", zoo, "id")
     for part, one in zip(task.parts, final.parts, strict=True):
-        assert len(part) == 2 * len(one)  # checkpoints at epochs 2 and 4
+        assert len(part) == 2 * len(one)  # checkpoints at epochs 5 and 10
         assert set(part.ids) == set(one.ids)
         assert sorted(zip(part.ids, part.epochs.tolist(), strict=True)) == sorted(
-            (i, e) for i in one.ids for e in (2, 4))
+            (i, e) for i in one.ids for e in (5, 10))
     rows = zoo.table.set_index(["network_id", "epoch"])
     items = zip(task.train.ids, task.train.epochs, strict=True)
     expected = [rows.loc[(i, int(e)), "test_acc"] for i, e in items]
@@ -149,8 +151,15 @@ def test_test_part_order_is_a_deterministic_shuffle(zoo_dir):
     assert [a.test.ids.index(t) for t in twins] != list(range(len(a.test) - len(twins), len(a.test)))
 
 
-def test_test_targets_is_not_collected_as_a_test():
-    assert tasks.test_targets.__test__ is False
+def test_test_targets_is_not_collected_as_a_test(tmp_path):
+    """A test module that imports the scorer's `test_targets` gets no extra test from it."""
+    module = tmp_path / "test_uses_answers.py"
+    module.write_text("from benchmark.tasks import test_targets\n\n\ndef test_real():\n    pass\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                           str(module)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    collected = [line for line in proc.stdout.splitlines() if "::" in line]
+    assert collected == [f"{module.name}::test_real"], proc.stdout
 
 
 # --------------------------------------------------------------------------- twins
