@@ -48,14 +48,15 @@ def mnist_layout(in_channels: int = 1, kernel: int = 3) -> list[tuple[str, tuple
     return out + [("sequential/dense/bias:0", (10,)), ("sequential/dense/kernel:0", (16, 10))]
 
 
-def write_layout(path: Path, variables) -> int:
+def write_layout(path: Path, variables, index: bool = False) -> int:
+    """layout.csv of `variables` (name, shape) laid end to end; `index`: pandas' unnamed index column."""
     rows, pos = [], 0
     for varname, shape in variables:
         size = math.prod(shape)
         rows.append({"varname": varname, "start_idx": pos, "end_idx": pos + size, "size": size,
                      "shape": str(tuple(shape))})
         pos += size
-    pd.DataFrame(rows).to_csv(path, index=False)
+    pd.DataFrame(rows).to_csv(path, index=index)
     return pos
 
 
@@ -142,13 +143,7 @@ def make_published_source(root: Path, n_networks: int = 24) -> Source:
     """
     root.mkdir(parents=True)
     variables = keras_layout()
-    rows, pos = [], 0
-    for varname, shape in variables:
-        size = math.prod(shape)
-        rows.append({"varname": varname, "start_idx": pos, "end_idx": pos + size, "size": size,
-                     "shape": str(tuple(shape))})
-        pos += size
-    pd.DataFrame(rows).to_csv(root / "layout.csv")  # with pandas' unnamed index column
+    pos = write_layout(root / "layout.csv", variables, index=True)
     rng = np.random.default_rng(1)
     rows, nets = [], []
     for n in range(n_networks):
