@@ -129,6 +129,17 @@ def _read_history(submission: Path) -> list[dict]:
         return []
 
 
+def _curve(history: list[dict], method: str, profile: str) -> dict:
+    """A run's learning curve for reproduce.json and, for epoch-trained methods, whether early
+    stopping ended it before the profile's epoch cap."""
+    out: dict = {"history": history}
+    epochs = sum("epoch" in h for h in history)
+    if epochs:
+        cap = epoch_cap(method, profile)
+        out.update(epochs=epochs, epoch_cap=cap, stopped_early=epochs < cap)
+    return out
+
+
 def stage_baselines(jobs: list[Job], tasks: dict, sub_dir: Path, profile: str, progress: bool) -> dict:
     """Write every job's submission (kept when already valid); returns per-job {seconds | skipped | error}."""
     sub_dir.mkdir(parents=True, exist_ok=True)
@@ -143,7 +154,7 @@ def stage_baselines(jobs: list[Job], tasks: dict, sub_dir: Path, profile: str, p
         previous = task
         path = sub_dir / job.name
         if _existing_is_valid(path, task):
-            record[job.name] = {"skipped": True, "history": _read_history(path)}
+            record[job.name] = {"skipped": True, **_curve(_read_history(path), job.method, profile)}
             continue
         t0 = time.perf_counter()
         try:
@@ -157,11 +168,8 @@ def stage_baselines(jobs: list[Job], tasks: dict, sub_dir: Path, profile: str, p
             continue
         history = strict_json(fitted.history)
         write_json(_history_path(path), {"history": history})
-        record[job.name] = {"seconds": round(time.perf_counter() - t0, 2), "history": history}
-        epochs = sum("epoch" in h for h in history)
-        if epochs:  # did early stopping end it, or the cap?
-            record[job.name].update(epochs=epochs, epoch_cap=epoch_cap(job.method, profile),
-                                    stopped_early=epochs < epoch_cap(job.method, profile))
+        seconds = round(time.perf_counter() - t0, 2)
+        record[job.name] = {"seconds": seconds, **_curve(history, job.method, profile)}
     bar.close()
     return record
 
