@@ -10,14 +10,15 @@ Layout (Kofinas et al. 2024, "Graph neural networks for learning equivariant
 representations of neural networks", in the style of jraph's models.py):
 
 * node init: Dense([bias, layer index, one-hot node type]) + position embedding
-  (inputs and outputs only); edge init: Dense([weight vector, reverse flag]);
-* `config.num_layers` message-passing layers: edge-conditioned messages
-  MLP([h_sender, h_receiver, e]) (first layer factorised over nodes, `EdgeMLP`),
+  (inputs and outputs only); an edge's features are [weight vector, reverse flag];
+* `config.num_layers` message-passing layers, by default `FactorisedMessagePassing`:
+  messages gelu(A h_sender + B h_receiver + C w) on the raw edge features w,
   aggregated by sum, mean and max separately for forward and reverse edges (so
-  the direction of flow is not lost), then a residual node update and a
-  residual edge update (not in the last layer, whose edge features nothing
-  reads), each followed by a layer norm over the features of one node / edge
-  (never across the batch);
+  the direction of flow is not lost), the message MLP's second layer once per
+  node, then a residual node update and a layer norm over one node's features
+  (never across the batch). `layer="edge-mlp"` selects the layer before it
+  (`MessagePassing`: an edge embedding, MLP([h_sender, h_receiver, e]) per edge,
+  residual edge updates);
 * readout: mean and max over the real nodes of each graph, then an MLP;
 * heads (`config.kind`): "regression": one output per target, `test_acc` through a
   sigmoid (an accuracy is in [0, 1]) and `gen_gap` through a tanh (a difference of
@@ -93,6 +94,17 @@ def segment_counts(segments: jnp.ndarray, num_segments: int) -> jnp.ndarray:
     return jax.ops.segment_sum(jnp.ones((segments.shape[0], 1), jnp.float32), segments, num_segments)
 
 
+def direction_slots(receivers: jnp.ndarray, reverse: jnp.ndarray, num_nodes: int) -> jnp.ndarray:
+    """Aggregation segment of each edge: its receiver, offset by `num_nodes` for reverse edges, so
+    forward and reverse messages aggregate separately."""
+    return receivers + num_nodes * reverse.astype(receivers.dtype)
+
+
+def maybe_layer_norm(on: bool):
+    """A LayerNorm over the feature axis, or the identity (the ablation without it)."""
+    return nn.LayerNorm() if on else (lambda x: x)
+
+
 def aggregate(values: jnp.ndarray, segments: jnp.ndarray, num_segments: int,
               count: jnp.ndarray | None = None) -> jnp.ndarray:
     """[sum, mean, max] of `values` per segment; empty segments give 0 (not -inf).
@@ -150,15 +162,13 @@ class MessagePassing(nn.Module):
     def __call__(self, h, e, senders, receivers, reverse):
         n = h.shape[0]
         messages = EdgeMLP(self.hidden, self.hidden)(h, e, senders, receivers)
-        # Forward and reverse edges aggregate into separate slots: segment r + n * reverse.
-        slots = receivers + n * reverse.astype(receivers.dtype)
+        slots = direction_slots(receivers, reverse, n)
         agg = aggregate(messages, slots, 2 * n)
         agg = jnp.concatenate([agg[:n], agg[n:]], axis=-1)
-        norm = nn.LayerNorm() if self.layer_norm else (lambda x: x)
-        h = norm(h + MLP(self.hidden, self.hidden)(jnp.concatenate([h, agg], -1)))
+        d = self.hidden
+        h = maybe_layer_norm(self.layer_norm)(h + MLP(d, d)(jnp.concatenate([h, agg], -1)))
         if self.update_edges:
-            e = (nn.LayerNorm() if self.layer_norm else (lambda x: x))(
-                e + EdgeMLP(self.hidden, self.hidden)(h, e, senders, receivers))
+            e = maybe_layer_norm(self.layer_norm)(e + EdgeMLP(d, d)(h, e, senders, receivers))
         return h, e
 
 
@@ -185,7 +195,7 @@ class FactorisedMessagePassing(nn.Module):
         agg = aggregate(messages, slots, 2 * n, count)
         agg = nn.Dense(d)(jnp.concatenate([agg[:n], agg[n:]], axis=-1))
         h = h + MLP(d, d)(jnp.concatenate([h, agg], -1))
-        return nn.LayerNorm()(h) if self.layer_norm else h
+        return maybe_layer_norm(self.layer_norm)(h)
 
 
 def edge_dim_of(variables) -> int:
@@ -239,9 +249,8 @@ class NeuralGraphNet(nn.Module):
             for layer in self.layers:
                 h, e = layer(h, e, graph.senders, graph.receivers, graph.edges["reverse"])
             return h
-        # Forward and reverse edges aggregate into separate slots: segment r + n * reverse.
         n = h.shape[0]
-        slots = graph.receivers + n * graph.edges["reverse"].astype(graph.receivers.dtype)
+        slots = direction_slots(graph.receivers, graph.edges["reverse"], n)
         count = segment_counts(slots, 2 * n)  # the same in every layer
         for layer in self.layers:
             h = layer(h, w, graph.senders, graph.receivers, slots, count)
