@@ -49,6 +49,8 @@ TARGETS = {
     "merging": (),
 }
 VIEWS = ("flat", "stats", "matrices", "neural_graph")
+# The tasks over trained classifiers (accuracies, datasets, optimizers, merging); an INR zoo has none.
+CLASSIFIER_TASKS = ("generalization", "classification", "retrieval", "merging")
 
 
 class TaskUnavailable(Unavailable):
@@ -387,6 +389,9 @@ def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: 
     """
     _check_arguments(name, split, all_checkpoints)
     zoo = as_zoo(zoo)
+    if name in CLASSIFIER_TASKS and zoo.kind != "classifier":
+        raise TaskUnavailable(f"task {name!r} needs a zoo of trained classifiers; this zoo is of kind "
+                              f"{zoo.kind!r}", zoo.root)
     the_split: Split = get_split(zoo, split)
     material = the_split.seed_material
     final = zoo.final

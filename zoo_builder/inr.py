@@ -31,6 +31,7 @@ from zoo_builder.architecture import ArchSpec, Params, siren_forward
 from zoo_builder.config import InrConfig, InrFit
 from zoo_builder.datasets import Dataset, DatasetError, load_dataset
 from zoo_builder.population import Timer, _stream, _uniform, population_mesh
+from zoo_builder.storage import ZooError
 
 # Bumped whenever fitting semantics change, so ids of INRs fitted differently differ.
 INR_TRAINING_VERSION = 1
@@ -375,3 +376,25 @@ def reconstruct(arch: ArchSpec, params: Params) -> np.ndarray:
     out = siren_forward(jax.tree.map(jnp.asarray, params), jnp.asarray(coordinates(h, w)), arch.omega0,
                         arch.output_offset)
     return np.asarray(out).reshape(h, w, c)
+
+
+def image_of(zoo, network_id: str) -> np.ndarray:
+    """The image (H, W, C) in [0, 1] that INR `network_id` of `zoo` (a `storage.Zoo`) was fitted to.
+
+    Raises:
+      ZooError: the zoo is not of INRs, or its dataset loads differently now than when
+        it was built (the fingerprint in its manifest differs).
+    """
+    if zoo.kind != "inr":
+        raise ZooError(f"{zoo.root}: a zoo of kind {zoo.kind!r}, not of INRs; its networks represent "
+                       "no image")
+    row = zoo.row(network_id)
+    name = row["dataset"]
+    ds = load_dataset(name, tuple(zoo.manifest["config"]["zoo"]["input_shape"]), input_scaling=TARGET_SCALING)
+    recorded = zoo.manifest.get("datasets", {}).get(name, {}).get("fingerprint")
+    if recorded != ds.fingerprint:
+        raise ZooError(f"{zoo.root / 'manifest.json'}: dataset {name} now loads with fingerprint "
+                       f"{ds.fingerprint[:12]}..., not the {str(recorded)[:12]}... the zoo was built on")
+    images, _ = split_arrays(ds, row["image_split"])
+    shape = images.shape[1:]
+    return image_targets(images[int(row["image_index"])][None]).reshape(shape)
