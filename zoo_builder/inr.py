@@ -39,6 +39,9 @@ INR_TRAINING_VERSION = 1
 TARGET_SCALING = "[-1, 1]"
 # PSNR of an exact fit, where the MSE underflows: keeps the table finite.
 MAX_PSNR = 200.0
+# Executables by (arch, fit, population size, devices): a resumed or repeated build in one process
+# (the tests, shards) compiles once.
+_COMPILED: dict = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,15 +277,15 @@ class InrTrainer:
         self.coords = jax.device_put(coordinates(h, w), replicated)
         self.num_pixels = h * w
         self.timer = Timer()
-        self._compiled: dict[int, tuple] = {}
 
     @property
     def num_devices(self) -> int:
         return self.mesh.devices.size
 
     def _executables(self, n_pad: int):
-        if n_pad in self._compiled:
-            return self._compiled[n_pad]
+        key = (self.arch, self.fit, n_pad, tuple(d.id for d in self.mesh.devices.flat))
+        if key in _COMPILED:
+            return _COMPILED[key]
         t = time.perf_counter()
         opt = optax.adam(self.fit.learning_rate)
         segment = jax.vmap(make_segment(self.arch, self.fit, self.num_pixels),
@@ -312,7 +315,7 @@ class InrTrainer:
                        compile_(segment, state, targets, seeds, self.coords, scalar, scalar),
                        compile_(evaluate, params, self.coords, targets))
         self.timer.compile_s += time.perf_counter() - t
-        self._compiled[n_pad] = executables
+        _COMPILED[key] = executables
         return executables
 
     def _run(self, compiled, *args):
