@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from zoo_builder.architecture import (
-    ACTIVATION_NAMES,
+    CLASSIFIER_ACTIVATIONS,
     ArchSpec,
     apply,
     check_params,
@@ -238,7 +238,7 @@ def _pad(arch: ArchSpec, params, width: int):
     return wide, out
 
 
-@pytest.mark.parametrize("activation", ACTIVATION_NAMES)
+@pytest.mark.parametrize("activation", CLASSIFIER_ACTIVATIONS)
 @pytest.mark.parametrize("family", ["mlp", "cnn"])
 def test_zero_padded_units_do_not_change_the_function(family, activation):
     # sigmoid(0) = 0.5: padded units are active, only their zero outgoing weights hide them.

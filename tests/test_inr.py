@@ -233,7 +233,10 @@ def test_ids_depend_on_the_image_seed_and_fit_only():
     more = inr.inr_specs(mini_inr(zoo={"images_per_class": {"train": 3, "test": 1}}), data)
     assert {(s.image_split, s.image_index): s.network_id for s in more}.items() >= ids.items()
     # Another fitting config, or another zoo seed: other ids; the name does not matter.
-    for other in (mini_inr(fit={"learning_rate": 1e-3}), mini_inr(zoo={"seed": 1})):
+    changed = (mini_inr(fit={"learning_rate": 1e-3}), mini_inr(fit={"steps": 31}), mini_inr(zoo={"seed": 1}),
+               mini_inr(siren={"omega0": 20.0}), mini_inr(siren={"init": "dwsnets"}),
+               mini_inr(siren={"hidden": [16, 8]}), mini_inr(zoo={"input_shape": [8, 8, 3]}))
+    for other in changed:
         assert not {s.network_id for s in inr.inr_specs(other, data)} & set(ids.values())
     assert [s.network_id for s in inr.inr_specs(mini_inr(zoo={"name": "other"}), data)] == list(ids.values())
     assert len({s.config_id for s in specs}) == 30
