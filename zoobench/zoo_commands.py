@@ -154,7 +154,9 @@ def inr_summary(zoo) -> dict:
         "architectures": _counts(final.assign(a="siren-" + final["hidden"]), "a"),
         "inits": _counts(final, "init"),
         "diverged": int((final["status"] == "diverged").sum()),
-        "reached_target": int(final["reached_target"].sum()) if "reached_target" in final else 0,
+        # None where the zoo set no target PSNR (nothing to stop at)
+        "reached_target": (int(final["reached_target"].sum())
+                           if "target_psnr" in final and final["target_psnr"].notna().any() else None),
         "psnr": _dist(psnr),
         "psnr_histogram": histogram,
         "psnr_by_step": {str(int(step)): _dist(g["psnr"]) for step, g in table.groupby("epoch")},
@@ -164,9 +166,9 @@ def inr_summary(zoo) -> dict:
 
 
 def _inr_info_text(s: dict) -> str:
+    stopped = "" if s["reached_target"] is None else f", {s['reached_target']} stopped at the target PSNR"
     lines = [f"zoo {s['name']} at {s['path']}: {s['num_networks']} INRs (one per image), checkpoints at "
-             f"steps {s['checkpoint_steps']}, {s['diverged']} diverged, {s['reached_target']} stopped at "
-             "the target PSNR"]
+             f"steps {s['checkpoint_steps']}, {s['diverged']} diverged{stopped}"]
     for title in ("datasets", "image_splits", "labels", "architectures", "inits"):
         counts = ", ".join(f"{k}: {v}" for k, v in s[title].items())
         lines.append(f"  {title.replace('_', ' '):<13} {counts}")
