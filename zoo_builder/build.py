@@ -31,6 +31,7 @@ from zoo_builder.files import atomic_path, sha256_file, write_json
 from zoo_builder.population import (
     GroupKey,
     PopulationTrainer,
+    Timer,
     group_key,
     init_population,
     net_arrays,
@@ -310,19 +311,23 @@ def build_zoo(cfg: ZooConfig | InrConfig, out: str | Path, shard: tuple[int, int
             on_chunk(chunk)
     bar.close()
 
-    parts = [storage.read_table(root / PARTS_DIR / f"{c.name}.parquet") for c in chunks]
-    table = pd.concat(parts, ignore_index=True) if parts else _rows_empty()
-    compile_s = trainer.timer.compile_s if trainer else 0.0
-    compile_wait_s = trainer.timer.compile_wait_s if trainer else 0.0
-    run_s = trainer.timer.run_s if trainer else 0.0
+    return _finish_build(root, cfg, chunks, todo, trainer, datasets, shard, devices, t0)
 
+
+def _finish_build(root: Path, cfg: ZooConfig | InrConfig, chunks, todo, trainer, datasets: dict[str, Dataset],
+                  shard, devices, t0: float) -> BuildReport:
+    """Join every chunk's table part and write the manifest: the end of any build."""
+    required = storage.required_columns(cfg.to_dict())
+    parts = [storage.read_table(root / PARTS_DIR / f"{c.name}.parquet", required) for c in chunks]
+    table = pd.concat(parts, ignore_index=True) if parts else _rows_empty()
+    timer = trainer.timer if trainer else Timer()
     build_info = {"devices": [str(d) for d in (devices or jax.local_devices())],
-                  "compile_s": round(compile_s, 3), "compile_wait_s": round(compile_wait_s, 3),
-                  "run_s": round(run_s, 3),
+                  "compile_s": round(timer.compile_s, 3), "compile_wait_s": round(timer.compile_wait_s, 3),
+                  "run_s": round(timer.run_s, 3),
                   "wall_s": round(time.perf_counter() - t0, 3), "chunks": len(chunks)}
     manifest = _finalize(root, cfg, dataset_records(datasets), table, shard, build_info)
     return BuildReport(root, manifest["num_networks"], len(todo), len(chunks) - len(todo),
-                       compile_s, run_s, time.perf_counter() - t0, manifest)
+                       timer.compile_s, timer.run_s, time.perf_counter() - t0, manifest)
 
 
 def plan_inr_chunks(cfg: InrConfig, specs: Sequence[inr.InrSpec]) -> list[InrChunk]:
@@ -406,18 +411,7 @@ def _build_inr(cfg: InrConfig, root: Path, shard, progress: bool, devices, on_ch
         if on_chunk is not None:
             on_chunk(chunk)
     bar.close()
-    required = storage.REQUIRED_INR_COLUMNS
-    parts = [storage.read_table(root / PARTS_DIR / f"{c.name}.parquet", required) for c in chunks]
-    table = pd.concat(parts, ignore_index=True) if parts else _rows_empty()
-    compile_s = trainer.timer.compile_s if trainer else 0.0
-    run_s = trainer.timer.run_s if trainer else 0.0
-    build_info = {"devices": [str(d) for d in (devices or jax.local_devices())],
-                  "compile_s": round(compile_s, 3), "compile_wait_s": round(compile_s, 3),
-                  "run_s": round(run_s, 3), "wall_s": round(time.perf_counter() - t0, 3),
-                  "chunks": len(chunks)}
-    manifest = _finalize(root, cfg, dataset_records(datasets), table, shard, build_info)
-    return BuildReport(root, manifest["num_networks"], len(todo), len(chunks) - len(todo),
-                       compile_s, run_s, time.perf_counter() - t0, manifest)
+    return _finish_build(root, cfg, chunks, todo, trainer, datasets, shard, devices, t0)
 
 
 def _remove_leftovers(root: Path) -> None:

@@ -314,7 +314,9 @@ class InrTrainer:
         executables = (compile_(init, params),
                        compile_(segment, state, targets, seeds, self.coords, scalar, scalar),
                        compile_(evaluate, params, self.coords, targets))
+        # Compiled in the foreground: training waits for all of it.
         self.timer.compile_s += time.perf_counter() - t
+        self.timer.compile_wait_s += time.perf_counter() - t
         _COMPILED[key] = executables
         return executables
 
