@@ -81,8 +81,14 @@ def test_deterministic_given_seed(gen_task):
 
 def test_standardised_with_train_statistics_only(gen_task, trained):
     model, _ = trained("statnn")
-    x = classic.raw_features("statnn", gen_task.train)
+    x = classic.raw_features("statnn", gen_task.train).astype(np.float64)
     np.testing.assert_allclose(model.standardizer.mean, x.mean(0), rtol=1e-5, atol=1e-6)
+    std = x.std(0)
+    np.testing.assert_allclose(model.standardizer.std, np.where(std > 1e-8, std, 1.0), rtol=1e-5, atol=1e-6)
+    # ... and statistics over every part would be other numbers: the checks above can tell.
+    every = np.concatenate([x, *(classic.raw_features("statnn", p) for p in (gen_task.val, gen_task.test))])
+    assert not np.allclose(every.mean(0), x.mean(0), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(every.std(0), std, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["classification", "retrieval"])

@@ -16,7 +16,7 @@ from scipy.stats import kendalltau
 from sklearn.metrics import f1_score, label_ranking_average_precision_score, r2_score
 
 from benchmark import metrics as task_metrics
-from benchmark.merging import loss_barrier
+from benchmark.merging import evaluate_pair, evaluation_data, loss_barrier
 from benchmark.submission import (
     SubmissionError,
     read_submission,
@@ -455,10 +455,18 @@ def test_oracle_classification_retrieval_and_merging(tmp_path, tasks, zoo):
     assert r["metrics"]["mAP"]["value"] == 1.0 and r["metrics"]["recall@1"]["value"] == 1.0
     assert r["symmetry"]["mean_cosine"] == 1.0
     task = tasks("merging")
+    preds = oracle(task)
     r = score_submission(write_submission(tmp_path / "m.npz", task=task, method="oracle",
-                                          predictions=oracle(task)), zoo, resamples=50)
+                                          predictions=preds), zoo, resamples=50)
     assert r["metrics"]["unit_match_acc"]["value"] == 1.0
-    assert r["metrics"]["loss_barrier"]["value"] >= 0.0
+    # Scored over the real pairs, aligned as submitted (the identity): the per-pair definition's mean.
+    # (A barrier is never negative, so `>= 0` alone could not fail.)
+    dataset_of = dict(zip(zoo.final["network_id"], zoo.final["dataset"], strict=True))
+    part = task.test
+    barriers = [evaluate_pair(part.arch(p.id_a), part.params(p.id_a), part.params(p.id_b), preds[p.pair_id],
+                              *evaluation_data(zoo, dataset_of[p.id_a]))["loss_barrier"]
+                for p in answers(task)["pairs"]]
+    assert r["metrics"]["loss_barrier"]["value"] == pytest.approx(np.mean(barriers), abs=1e-4)
     assert r["metrics"]["acc_ratio"]["n"] == len(task.test.pairs)
     assert r["symmetry"] == {}
 
