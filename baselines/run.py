@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from baselines import classic, harness, ng_gnn_merging, weight_matching
+from baselines import classic, harness, ng_gnn_merging, probe, weight_matching
 from benchmark.submission import write_submission
 from benchmark.tasks import TASKS, load_task
 
@@ -67,6 +67,11 @@ def _ng_gnn(method: str, task, seed: int, settings: MethodSettings) -> Fitted:
     return Fitted(harness.predict(trained, task.test), history)
 
 
+def _probe(method: str, task, seed: int, settings: MethodSettings) -> Fitted:
+    trained, history = probe.fit(task, seed=seed, train_cfg=settings.train, **dict(settings.model))
+    return Fitted(probe.predict(trained, task.test), history)
+
+
 def _weight_matching(method: str, task, seed: int, settings: MethodSettings) -> Fitted:
     return Fitted(weight_matching.predict_pairs(task.test, method, seed=seed), [])
 
@@ -89,6 +94,7 @@ class Method:
 REGISTRY: dict[str, Method] = {m.name: m for m in (
     *(Method(name, PREDICTION_TASKS, _classic) for name in classic.METHODS),
     Method("ng-gnn", (*PREDICTION_TASKS, "merging"), _ng_gnn),
+    Method("probe", PREDICTION_TASKS, _probe),
     *(Method(name, ("merging",), _weight_matching) for name in weight_matching.MERGING_METHODS),
 )}
 METHODS = tuple(REGISTRY)
@@ -131,6 +137,8 @@ def settings_for(method: str, profile: str = "full") -> MethodSettings:
 
 
 def _default_train(method: str) -> harness.TrainConfig:
+    if method == "probe":
+        return probe.DEFAULT_TRAIN
     return classic.DEFAULT_TRAIN if method in classic.NEURAL else harness.TrainConfig(progress=False)
 
 

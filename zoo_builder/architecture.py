@@ -102,7 +102,7 @@ class ArchSpec:
 
     @property
     def input_dims(self) -> tuple[int, ...]:
-        """Shape of one input to `apply` (an image's (H, W, C)): what a method that runs the network feeds it."""
+        """Shape of one input to `apply` (an image's (H, W, C)), for methods that run the network."""
         return self.input_shape
 
     @property
