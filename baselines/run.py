@@ -118,6 +118,8 @@ PROFILES: dict[str, dict[str, MethodSettings]] = {
         "cnn-matrices": MethodSettings(harness.TrainConfig(batch_size=32, epochs=100, patience=8,
                                                            progress=False), (("hidden", 32),)),
         "statnn-gbt": MethodSettings(model=(("max_iter", 200),)),
+        "probe": MethodSettings(harness.TrainConfig(batch_size=32, epochs=200, patience=10, learning_rate=1e-3,
+                                                    progress=False), (("num_probes", 32), ("hidden", 64))),
     },
     "smoke": {
         "ng-gnn": MethodSettings(harness.TrainConfig(batch_size=8, epochs=2, patience=2, learning_rate=3e-3,
@@ -126,6 +128,8 @@ PROFILES: dict[str, dict[str, MethodSettings]] = {
                                                  progress=False))
            for m in classic.NEURAL},
         "statnn-gbt": MethodSettings(model=(("max_iter", 20),)),
+        "probe": MethodSettings(harness.TrainConfig(batch_size=16, epochs=4, patience=4, learning_rate=3e-3,
+                                                    progress=False), (("num_probes", 16), ("hidden", 32))),
     },
 }
 
