@@ -135,6 +135,11 @@ def plan_groups(archs: Sequence[ArchSpec], groups: dict | None = None) -> dict[A
     return out
 
 
+def activation_index(arch: ArchSpec) -> int:
+    """What picks the network's activation inside a shared group's step (0 where the group fixes it)."""
+    return ACTIVATION_NAMES.index(arch.activation) if arch.family in SHARED_ACTIVATION else 0
+
+
 def network_fn(spec: ArchSpec):
     """``(params, activation index, x) -> outputs`` of one network of the group padded to `spec`."""
     if spec.family in SHARED_ACTIVATION:
@@ -175,7 +180,7 @@ class Stacks:
     Attributes:
       specs: the padded spec of each group.
       params: per group, the canonical layer list with a leading network axis (None: no member).
-      activation: per group, each member's index into `ACTIVATION_NAMES`.
+      activation: per group, each member's `activation_index`.
       group, row: per item, its group and its row in that group's stack.
     """
 
@@ -199,8 +204,7 @@ def stack(part, groups: dict[ArchSpec, ArchSpec]) -> Stacks:
         row[members] = np.arange(len(members))
         padded = [pad_params(networks[i][0], groups[key], part.ids[i]) for i in members]
         params.append(jax.tree.map(lambda *xs: np.stack(xs), *padded) if padded else None)
-        activation.append(np.array([ACTIVATION_NAMES.index(networks[i][1].activation) for i in members],
-                                   np.int32))
+        activation.append(np.array([activation_index(networks[i][1]) for i in members], np.int32))
     return Stacks(tuple(groups[k] for k in keys), tuple(params), tuple(activation), group, row)
 
 
