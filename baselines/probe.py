@@ -274,8 +274,12 @@ def model_forward(cfg: ProbeConfig, input_dims: tuple[int, ...], spec: ArchSpec)
 
 def init_variables(cfg: ProbeConfig, input_dims: tuple[int, ...], out_width: int, seed: int):
     k_gen, k_head = jax.random.split(jax.random.PRNGKey(seed))
-    return {"generator": ProbeGenerator(cfg, input_dims).init(k_gen),
-            "head": classic.ArrayNet(cfg.head()).init(k_head, jnp.zeros((1, cfg.num_probes * out_width)))}
+    responses = jnp.zeros((1, cfg.num_probes * out_width))
+    variables = {"generator": ProbeGenerator(cfg, input_dims).init(k_gen),
+                 "head": classic.ArrayNet(cfg.head()).init(k_head, responses)}
+    # Strongly typed: a weak-typed leaf (the retrieval head's scale) turns strong after the first
+    # update, which would compile the steps a second time.
+    return jax.tree.map(lambda x: jnp.asarray(x, x.dtype), variables)
 
 
 def _steps_for(cfg, input_dims, tx, scale, mesh, steps: dict, spec: ArchSpec):

@@ -166,10 +166,12 @@ def test_smoke_fit_predicts_and_twins_agree(gen_task):
 @pytest.mark.parametrize("name", ["classification", "retrieval"])
 def test_classification_and_retrieval_submissions(tiny_zoo, name, tmp_path):
     """On the build-mechanics zoo: its MLPs are one group, so one program each to compile."""
-    short = dataclasses.replace(SMOKE, epochs=1)
+    short = dataclasses.replace(SMOKE, epochs=2)
+    traces = dict(probe.TRACES)
     [path] = run(tiny_zoo, name, "probe", out_dir=tmp_path,
                  settings=MethodSettings(train=short, model=(("num_probes", 16), ("hidden", 16))))
     sub, task = validate_submission(path, tiny_zoo)
+    assert probe.TRACES["train"] - traces["train"] == 1  # one group, one program, both epochs
     assert sub.metadata.method == "probe"
     if name == "retrieval":
         emb = np.array([sub.predictions[i] for i in task.test.ids])
