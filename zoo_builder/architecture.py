@@ -101,6 +101,11 @@ class ArchSpec:
         return len(self.hidden)
 
     @property
+    def input_dims(self) -> tuple[int, ...]:
+        """Shape of one input to `apply` (an image's (H, W, C)), for methods that run the network."""
+        return self.input_shape
+
+    @property
     def num_layers(self) -> int:
         return len(self.hidden) + 1
 
