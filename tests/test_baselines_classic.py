@@ -83,8 +83,9 @@ def test_a_constant_predictor_does_not_beat_constant(gen_task):
     assert not beats_constant(held_out_scores(gen_task, noisy))
 
 
-def _twin_gaps(task, model) -> np.ndarray:
-    twins = test_targets(task)["twins"]
+def _twin_gaps(task, model, kind: str = "permutation") -> np.ndarray:
+    answers = test_targets(task)
+    twins = {t: o for t, o in answers["twins"].items() if answers["twin_kinds"][t] == kind}
     assert twins
     out = classic.outputs(model, task.test)
     pos = {i: k for k, i in enumerate(task.test.ids)}
