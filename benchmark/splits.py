@@ -462,9 +462,9 @@ def check_against_zoo(split: Split, zoo: Zoo) -> None:
     if clash:
         raise SplitError(f"{where}: twin id {clash[0]} is also a network id of the zoo")
     for t in split.twins:
-        admits = symmetry_kinds(zoo.arch(t.of))
+        arch = zoo.arch(t.of)
+        admits = symmetry_kinds(arch)
         if t.kind not in admits:
-            arch = zoo.arch(t.of)
             raise SplitError(f"{where}: twin {t.id} is a {t.kind} twin of {t.of}, whose architecture "
                              f"({arch.family}, activation {arch.activation!r}) admits only {list(admits)}")
 

@@ -73,9 +73,9 @@ def twin_seed(seed_material: str, original: str, kind: str = "permutation") -> i
 
 def pick_twins(test_ids: Sequence[str], seed_material: str, kinds_of: Mapping[str, Sequence[str]],
                fraction: float = TWIN_FRACTION) -> tuple[Twin, ...]:
-    """Twins of every kind: for each, of ``round(fraction * n)`` (at least one) of the n test networks
-    whose architecture admits it (`kinds_of`: id -> `zoo_builder.symmetry.symmetry_kinds`), chosen by
-    hash order.
+    """For each kind, twins of ``round(fraction * n)`` (at least one) of the n test networks whose
+    architecture admits it (`kinds_of`: id -> `zoo_builder.symmetry.symmetry_kinds`), chosen by hash
+    order; none where n is 0.
 
     Sorted by twin id, so the order says nothing about the originals or the kinds.
     """
