@@ -51,8 +51,9 @@ def test_fits_and_predicts_every_test_network(gen_task, trained, method):
         assert set(p) == {"test_acc", "gen_gap"} and 0.0 <= p["test_acc"] <= 1.0
 
 
-def _twin_gaps(task, model) -> np.ndarray:
-    twins = test_targets(task)["twins"]
+def _twin_gaps(task, model, kind: str = "permutation") -> np.ndarray:
+    answers = test_targets(task)
+    twins = {t: o for t, o in answers["twins"].items() if answers["twin_kinds"][t] == kind}
     assert twins
     out = classic.outputs(model, task.test)
     pos = {i: k for k, i in enumerate(task.test.ids)}
