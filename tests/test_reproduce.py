@@ -89,6 +89,9 @@ def test_scores_show_the_symmetries(reproduced):
             sym = rows[method]["consistency/permutation"]
             assert "test_acc/mean_abs_diff 0.000" in sym, (method, sym)
         assert "test_acc/mean_abs_diff 0.000" not in rows["flat-mlp"]["consistency/permutation"]
+        for kind in KINDS:  # probe reads only the function: invariant to every kind there is
+            sym = rows["probe"][f"consistency/{kind}"]
+            assert sym == "n/a" or "test_acc/mean_abs_diff 0.000" in sym, (split, kind, sym)
     # The tiny zoo's id split has ReLU and tanh test networks: every method has a number for every
     # kind of twin there. Merging uses no twins: n/a.
     for task in ("generalization", "classification", "retrieval"):
