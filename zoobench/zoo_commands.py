@@ -329,7 +329,9 @@ def cmd_tasks(args) -> int:
             if "unavailable" in d:
                 lines.append(f"{head} unavailable: {d['unavailable']}")
                 continue
-            line = f"{head} train {d['train']}, val {d['val']}, test {d['test']} + {d['twins']} twins"
+            kinds = ", ".join(f"{n} {k}" for k, n in d["twins_by_kind"].items())
+            line = (f"{head} train {d['train']}, val {d['val']}, test {d['test']} "
+                    f"+ {d['twins']} twins ({kinds})")
             if "pairs" in d:
                 line += ", pairs " + "/".join(str(d["pairs"][p]) for p in ("train", "val", "test"))
             lines.append(line)
