@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.nets import cnn, mlp, random_params
-from zoo_builder.architecture import ACTIVATION_NAMES, apply
+from zoo_builder.architecture import CLASSIFIER_ACTIVATIONS, ArchSpec, apply
 from zoo_builder.permutation import permutation_spec
 from zoo_builder.symmetry import (
     KINDS,
@@ -28,7 +28,7 @@ from zoo_builder.symmetry import (
 SHAPES = [mlp(7, 5, 4), cnn(4, 5),
           dataclasses.replace(cnn(3, 4, 5, input_shape=(16, 16, 1)), padding="VALID")]
 # Every activation on an MLP and on a CNN (SAME or VALID padding in turn).
-CASES = [(act, shape) for k, act in enumerate(ACTIVATION_NAMES) for shape in (0, 1 + k % 2)]
+CASES = [(act, shape) for k, act in enumerate(CLASSIFIER_ACTIVATIONS) for shape in (0, 1 + k % 2)]
 
 
 # Compiled once per architecture: quicker than eager ops for the CNNs' im2col.
@@ -47,12 +47,14 @@ def _x(arch, n=16):
 def test_kinds_follow_the_activation():
     assert kinds_of_activation("relu") == kinds_of_activation("leaky_relu") == ("permutation", "scale")
     assert kinds_of_activation("tanh") == ("permutation", "sign")
-    # SIREN's activation is odd: sign twins, though the name is not (yet) in ACTIVATIONS here.
+    # SIREN's activation is odd: sign twins.
     assert kinds_of_activation("sine") == ("permutation", "sign")
     assert kinds_of_activation("gelu") == kinds_of_activation("sigmoid") == ("permutation",)
-    for act in ACTIVATION_NAMES:
+    for act in CLASSIFIER_ACTIVATIONS:
         arch = dataclasses.replace(mlp(3), activation=act)
         assert symmetry_kinds(arch) == tuple(symmetries(arch)) == kinds_of_activation(act)
+    siren = ArchSpec("siren", (28, 28, 1), (32, 32), 1, "sine")
+    assert symmetry_kinds(siren) == tuple(symmetries(siren)) == ("permutation", "sign")
 
 
 def test_unit_axes_split_the_permutation_spec():
