@@ -44,12 +44,13 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from baselines import classic, harness
-from zoo_builder.architecture import ACTIVATION_NAMES, ACTIVATIONS, ArchSpec, apply, forward
+from zoo_builder.architecture import ACTIVATIONS, CLASSIFIER_ACTIVATIONS, ArchSpec, apply, forward
 
 TRACES = {"train": 0, "eval": 0}
 # Families whose `forward` takes the nonlinearity as a function: one group serves all activations.
 SHARED_ACTIVATION = ("mlp", "cnn")
-_ACTIVATION_FNS = tuple(ACTIVATIONS[name] for name in ACTIVATION_NAMES)
+# No sine: a SIREN runs in a group of its own.
+_ACTIVATION_FNS = tuple(ACTIVATIONS[name] for name in CLASSIFIER_ACTIVATIONS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +119,7 @@ def group_key(arch: ArchSpec) -> ArchSpec:
     """The group a network runs in: its spec with the hidden widths (and a shared activation) blanked."""
     blank: dict[str, Any] = {"hidden": (1,) * arch.depth}
     if arch.family in SHARED_ACTIVATION:
-        blank["activation"] = ACTIVATION_NAMES[0]
+        blank["activation"] = CLASSIFIER_ACTIVATIONS[0]
     return dataclasses.replace(arch, **blank)
 
 
@@ -137,7 +138,7 @@ def plan_groups(archs: Sequence[ArchSpec], groups: dict | None = None) -> dict[A
 
 def activation_index(arch: ArchSpec) -> int:
     """What picks the network's activation inside a shared group's step (0 where the group fixes it)."""
-    return ACTIVATION_NAMES.index(arch.activation) if arch.family in SHARED_ACTIVATION else 0
+    return CLASSIFIER_ACTIVATIONS.index(arch.activation) if arch.family in SHARED_ACTIVATION else 0
 
 
 def network_fn(spec: ArchSpec):
