@@ -339,7 +339,7 @@ def outputs_gbt(trained: TrainedGBT, part) -> dict[str, np.ndarray]:
             else:
                 out[name] = _proba_full(model, x, size)
     if cfg.kind == "retrieval":
-        p = out["dataset"]
+        p = out[cfg.outputs[0][0]]  # the class probabilities of retrieval's one target
         out["embedding"] = p / np.maximum(np.linalg.norm(p, axis=-1, keepdims=True), 1e-12)
     return out
 

@@ -33,6 +33,7 @@ from baselines.ng_gnn import ModelConfig, NeuralGraphNet
 from benchmark import submission as benchmark_submission
 from benchmark.metrics import accuracy, kendall_tau
 from benchmark.neural_graph import Budget, SizeBuckets, pad_batch, size_buckets
+from benchmark.tasks import TASK_KINDS
 
 # Python-side trace counters: incremented only when jax traces (compiles) a step.
 TRACES = {"train": 0, "eval": 0}
@@ -90,15 +91,11 @@ class State(NamedTuple):
 
 def model_config_for(task, **overrides) -> ModelConfig:
     """The heads a task needs: regression per target, logits per class target, or an embedding."""
-    if task.name == "generalization":
+    kind = TASK_KINDS[task.name]
+    if kind == "regression":
         outputs = tuple((t, 1) for t in task.targets)
-        kind = "regression"
-    elif task.name == "classification":
+    elif kind in ("classification", "retrieval"):  # retrieval: a cosine classifier over the target's classes
         outputs = tuple((t, len(task.classes[t])) for t in task.targets)
-        kind = "classification"
-    elif task.name == "retrieval":
-        outputs = (("dataset", len(task.classes["dataset"])),)
-        kind = "retrieval"
     else:
         raise ValueError(f"ng-gnn does not handle the {task.name!r} task")
     return ModelConfig(kind=kind, outputs=outputs, **overrides)

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 from baselines import classic, harness, ng_gnn_merging, probe, weight_matching
+from benchmark.augmentation import PERMUTE_ONLY, AugmentConfig, augmented_task
 from benchmark.submission import write_submission
 from benchmark.tasks import TASKS, load_task
 
-PREDICTION_TASKS = ("generalization", "classification", "retrieval")
+PREDICTION_TASKS = ("generalization", "classification", "retrieval", "inr-classification")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,11 +33,15 @@ class MethodSettings:
 
     `train` None means the method's own default (`classic.DEFAULT_TRAIN`,
     `harness.TrainConfig()`); `model` holds fields of the method's model config
-    (e.g. ``hidden``, statnn-gbt's ``max_iter``).
+    (e.g. ``hidden``, statnn-gbt's ``max_iter``). On the tasks of `AUGMENTED_TASKS`
+    the train part gets `augment_copies` augmented copies of every network
+    (`benchmark.augmentation`; None: the method's default, `AUGMENT_COPIES`).
     """
 
     train: harness.TrainConfig | None = None
     model: tuple[tuple[str, object], ...] = ()
+    augment_copies: int | None = None
+    augment: AugmentConfig = AugmentConfig()
 
 
 
@@ -90,14 +95,25 @@ class Method:
     fit_predict: Callable[[str, object, int, MethodSettings], Fitted]
 
 
+def _flat_mlp_augmented(method: str, task, seed: int, settings: MethodSettings) -> Fitted:
+    return _classic("flat-mlp", task, seed, settings)
+
+
 # Every reference method, in table order: adding a baseline is one module and one row here.
 REGISTRY: dict[str, Method] = {m.name: m for m in (
     *(Method(name, PREDICTION_TASKS, _classic) for name in classic.METHODS),
     Method("ng-gnn", (*PREDICTION_TASKS, "merging"), _ng_gnn),
     Method("probe", PREDICTION_TASKS, _probe),
+    # DWSNets reports the flat MLP without and with permutation augmentation on INRs.
+    Method("flat-mlp-aug", ("inr-classification",), _flat_mlp_augmented),
     *(Method(name, ("merging",), _weight_matching) for name in weight_matching.MERGING_METHODS),
 )}
 METHODS = tuple(REGISTRY)
+# The tasks whose neural baselines train on augmented networks, as DWSNets and Neural Graphs do on INRs.
+AUGMENTED_TASKS = ("inr-classification",)
+# Augmented copies per training network by default: the neural methods, but plain flat-mlp (DWSNets'
+# unaugmented MLP row); flat-mlp-aug is flat-mlp with permutation augmentation only.
+AUGMENT_COPIES = {m: 2 for m in ("statnn", "cnn-matrices", "ng-gnn", "probe", "nfn-np", "flat-mlp-aug")}
 PREDICTION_METHODS = tuple(m for m in METHODS if set(PREDICTION_TASKS) <= set(REGISTRY[m].tasks))
 MERGING_METHODS = tuple(m for m in METHODS if "merging" in REGISTRY[m].tasks)
 
@@ -137,10 +153,14 @@ PROFILES: dict[str, dict[str, MethodSettings]] = {
 def settings_for(method: str, profile: str = "full") -> MethodSettings:
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {list(PROFILES)}, got {profile!r}")
+    if method == "flat-mlp-aug":  # flat-mlp as the profile trains it, on permuted copies only
+        return dataclasses.replace(PROFILES[profile].get("flat-mlp", MethodSettings()), augment=PERMUTE_ONLY)
     return PROFILES[profile].get(method, MethodSettings())
 
 
 def _default_train(method: str) -> harness.TrainConfig:
+    if method == "flat-mlp-aug":
+        method = "flat-mlp"
     if method == "probe":
         return probe.DEFAULT_TRAIN
     return classic.DEFAULT_TRAIN if method in classic.NEURAL else harness.TrainConfig(progress=False)
@@ -159,6 +179,9 @@ def _settings_text(method: str, profile: str) -> str:
         base = _default_train(method)
         parts += [f"{f.name}={getattr(settings.train, f.name)}" for f in dataclasses.fields(settings.train)
                   if f.name != "progress" and getattr(settings.train, f.name) != getattr(base, f.name)]
+    copies = augment_copies(method, settings)
+    if copies:
+        parts.append(f"augment={copies}" + (" (permutations)" if settings.augment == PERMUTE_ONLY else ""))
     return ", ".join(parts) or "defaults"
 
 
@@ -176,8 +199,18 @@ def applies(task_name: str, method: str) -> bool:
     return task_name in REGISTRY[method].tasks
 
 
+def augment_copies(method: str, settings: MethodSettings) -> int:
+    return AUGMENT_COPIES.get(method, 0) if settings.augment_copies is None else settings.augment_copies
+
+
 def fit_predict(method: str, task, seed: int, settings: MethodSettings = MethodSettings()) -> Fitted:
-    """Train `method` on `task` (selection on val): its test predictions and training history."""
+    """Train `method` on `task` (selection on val): its test predictions and training history.
+
+    On `AUGMENTED_TASKS` the train part is augmented first (copies drawn from `seed`).
+    """
+    copies = augment_copies(method, settings)
+    if task.name in AUGMENTED_TASKS and copies:
+        task = augmented_task(task, copies, seed=seed, cfg=settings.augment)
     return REGISTRY[method].fit_predict(method, task, seed, settings)
 
 

@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 
+from benchmark.tasks import Task, TaskPart
 from zoo_builder.architecture import ArchSpec
 from zoo_builder.permutation import apply_permutation, permutation_spec, random_permutations
 
@@ -113,3 +114,37 @@ def augment(arch: ArchSpec, params, rng: np.random.Generator, cfg: AugmentConfig
     if cfg.noise:
         out = add_noise(out, rng, cfg.noise)
     return out
+
+
+def augmented_part(part: TaskPart, copies: int, seed: int, cfg: AugmentConfig = AugmentConfig()) -> TaskPart:
+    """A training part with `copies` augmented copies of every network after the originals.
+
+    Offline augmentation: the copies are drawn once (from `seed`), so every view of
+    the part (flat, stats, matrices, neural graph) is computed once, as for any part.
+    The copies keep their original's targets and get ids ``ID~aug1``, ``ID~aug2``, ...
+    Refuses a test part: augmentation is for training networks only.
+    """
+    if part.name == "test":
+        raise ValueError("augmented_part is for training networks; got the test part")
+    if not (isinstance(copies, int) and copies >= 0):
+        raise ValueError(f"copies must be an integer >= 0, got {copies!r}")
+    if copies == 0:
+        return part
+    rng = np.random.default_rng(seed)
+    originals = part.networks()
+    networks = list(originals)
+    for _ in range(copies):
+        networks += [(augment(arch, params, rng, cfg), arch) for params, arch in originals]
+    ids = (*part.ids, *(f"{i}~aug{k}" for k in range(1, copies + 1) for i in part.ids))
+    reps = copies + 1
+    new = dataclasses.replace(
+        part, ids=ids, epochs=np.tile(part.epochs, reps),
+        targets={t: np.tile(v, reps) for t, v in part.targets.items()},
+        pairs=(), synthetic_pairs=(), synthetic_permutations=None, _cache={})
+    new._cache["networks"] = networks
+    return new
+
+
+def augmented_task(task: Task, copies: int, seed: int, cfg: AugmentConfig = AugmentConfig()) -> Task:
+    """`task` with its train part augmented (`augmented_part`); val and test untouched."""
+    return dataclasses.replace(task, train=augmented_part(task.train, copies, seed, cfg))

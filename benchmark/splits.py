@@ -53,6 +53,8 @@ OOD_TEST_FRACTION = 0.2
 # Of the networks left after taking out the OOD test part.
 OOD_FRACTIONS = {"train": Fraction(7, 8), "val": Fraction(1, 8)}
 STRATA = ("dataset", "family")
+# An INR zoo (its table has the image's `label`): one architecture, so the class is the stratum.
+INR_STRATA = ("dataset", "label")
 # Ties between parts go to the rarer part first, so small zoos still get a test part.
 _TIE_ORDER = {"test": 2, "val": 1, "train": 0}
 _METADATA = ("network_id", "index", "config_id", "dataset", "dataset_base", "family", "max_width")
@@ -127,16 +129,23 @@ def network_metadata(table: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in _METADATA if c not in table.columns]
     if missing:
         raise ValueError(f"table is missing the column(s) {missing}; expected a zoobench zoo table")
-    meta = table.drop_duplicates("network_id")[list(_METADATA)]
+    columns = [*_METADATA, *(["label"] if "label" in table.columns else [])]
+    meta = table.drop_duplicates("network_id")[columns]
     return meta.sort_values("index").reset_index(drop=True)
+
+
+def strata_of(meta: pd.DataFrame) -> tuple[str, ...]:
+    """The columns a split stratifies by: dataset and family, or for INRs dataset and image class."""
+    return INR_STRATA if "label" in meta.columns else STRATA
 
 
 def _groups(meta: pd.DataFrame, split: str) -> pd.DataFrame:
     """One row per config_id group: its stratum, size, widest network and hash order key."""
+    extra = {"label": ("label", "first")} if "label" in meta.columns else {}
     first = meta.groupby("config_id", sort=True).agg(
         dataset=("dataset", "first"), family=("family", "first"), size=("network_id", "size"),
-        max_width=("max_width", "max"))
-    first["stratum"] = first[list(STRATA)].astype(str).agg("|".join, axis=1)
+        max_width=("max_width", "max"), **extra)
+    first["stratum"] = first[list(strata_of(meta))].astype(str).agg("|".join, axis=1)
     first["order"] = [derive_hex(SPLIT_SEED, split, cid) for cid in first.index]
     return first
 
@@ -215,7 +224,7 @@ def assign_parts(meta: pd.DataFrame, split: str) -> tuple[dict[str, tuple[str, .
         assignment = balanced_assignment(groups[~is_test], OOD_FRACTIONS)
         assignment.update(dict.fromkeys(groups.index[is_test], "test"))
         details["fractions"] = {p: str(f) for p, f in OOD_FRACTIONS.items()}
-    details.update(stratify=list(STRATA), group_by="config_id")
+    details.update(stratify=list(strata_of(meta)), group_by="config_id")
     parts = {p: [] for p in PARTS}
     for nid, cid in zip(meta["network_id"], meta["config_id"], strict=True):
         parts[assignment[cid]].append(str(nid))

@@ -27,7 +27,7 @@ from benchmark.submission_format import (
     to_json_doc,
     to_npz_arrays,
 )
-from benchmark.tasks import load_task
+from benchmark.tasks import TASK_KINDS, load_task
 from zoo_builder.files import atomic_path
 from zoo_builder.permutation import permutation_problems, permutation_spec
 
@@ -155,7 +155,7 @@ def check_against_task(sub: Submission, task) -> list[str]:
         return problems  # its items are of another kind; listing each would only repeat that
     what = "test pair and synthetic test pair" if task.name == "merging" else "test item (twins included)"
     problems += _check_ids(list(sub.predictions), item_keys(task, sub.metadata.all_checkpoints), what)
-    if task.name == "classification":
+    if TASK_KINDS[task.name] == "classification":
         problems += _check_classes(sub, task)
     elif task.name == "merging":
         problems += _check_perms(sub, task)

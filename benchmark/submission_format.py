@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.splits import SPLIT_NAMES
-from benchmark.tasks import TARGETS
+from benchmark.tasks import TARGETS, TASK_KINDS
 from zoo_builder.errors import DomainError
 from zoo_builder.files import read_bounded
 
@@ -150,7 +150,7 @@ def to_npz_arrays(sub: Submission) -> dict[str, np.ndarray]:
     if task == "generalization":
         for t in TASK_TARGETS[task]:
             out[t] = np.array([p[t] for p in preds], np.float64)
-    elif task == "classification":
+    elif TASK_KINDS.get(task) == "classification":
         for t in TASK_TARGETS[task]:
             values = [p[t] for p in preds]
             if all(isinstance(v, str) for v in values):

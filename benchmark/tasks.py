@@ -33,12 +33,13 @@ from zoo_builder.architecture import ArchSpec
 from zoo_builder.errors import Unavailable, UsageError
 from zoo_builder.storage import Zoo
 
-TASKS = ("generalization", "classification", "retrieval", "merging")
+TASKS = ("generalization", "classification", "retrieval", "merging", "inr-classification")
 TASK_SPLITS = {
     "generalization": SPLITS,
     "classification": ("id", "ood-width"),
     "retrieval": ("id", "ood-width"),
     "merging": ("id", "ood-width"),
+    "inr-classification": ("id",),
 }
 # Splits a task also accepts where the zoo holds their file (`benchmark.splits.FILE_SPLITS`): the
 # published protocol of an imported zoo is a generalization protocol.
@@ -48,10 +49,23 @@ TARGETS = {
     "classification": ("dataset", "optimizer"),
     "retrieval": ("dataset",),
     "merging": (),
+    "inr-classification": ("label",),
 }
+# What a task predicts: it decides the heads a method needs, the submission format and the scorer.
+TASK_KINDS = {"generalization": "regression", "classification": "classification", "retrieval": "retrieval",
+              "merging": "merging", "inr-classification": "classification"}
 VIEWS = ("flat", "stats", "matrices", "neural_graph")
 # The tasks over trained classifiers (accuracies, datasets, optimizers, merging); an INR zoo has none.
 CLASSIFIER_TASKS = ("generalization", "classification", "retrieval", "merging")
+# The tasks that make sense on each kind of zoo (`Zoo.kind`).
+ZOO_TASKS = {"classifier": CLASSIFIER_TASKS, "inr": ("inr-classification", "retrieval")}
+# Retrieval's relevance: networks trained on the same dataset, or INRs of images of the same class.
+RETRIEVAL_TARGETS = {"classifier": ("dataset",), "inr": ("label",)}
+
+
+def task_targets(name: str, zoo_kind: str = "classifier") -> tuple[str, ...]:
+    """The targets of task `name` on a zoo of kind `zoo_kind` (only retrieval's depend on it)."""
+    return RETRIEVAL_TARGETS[zoo_kind] if name == "retrieval" else TARGETS[name]
 
 
 class TaskUnavailable(Unavailable):
@@ -391,9 +405,10 @@ def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: 
     """
     _check_arguments(name, split, all_checkpoints)
     zoo = as_zoo(zoo)
-    if name in CLASSIFIER_TASKS and zoo.kind != "classifier":
-        raise TaskUnavailable(f"task {name!r} needs a zoo of trained classifiers; this zoo is of kind "
-                              f"{zoo.kind!r}", zoo.root)
+    if name not in ZOO_TASKS[zoo.kind]:
+        needs = "a zoo of trained classifiers" if name in CLASSIFIER_TASKS else "a zoo of INRs"
+        raise TaskUnavailable(f"task {name!r} needs {needs}; this zoo is of kind {zoo.kind!r}, whose tasks "
+                              f"are {list(ZOO_TASKS[zoo.kind])}", zoo.root)
     the_split: Split = get_split(zoo, split)
     material = the_split.seed_material
     final = zoo.final
@@ -405,11 +420,11 @@ def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: 
     config_of = dict(zip(final["network_id"], final["config_id"].astype(str), strict=True))
     part_ids = {p: sorted((i for i in ids if i in position), key=position.__getitem__)
                 for p, ids in the_split.parts.items()}
-    targets = TARGETS[name]
+    targets = task_targets(name, zoo.kind)
     classes = {}
     if name == "classification":
         check_shapes_uninformative(final, targets, zoo.root)
-    if name in ("classification", "retrieval"):
+    if TASK_KINDS[name] in ("classification", "retrieval"):
         classes = {t: tuple(sorted(set(final[t].astype(str)))) for t in targets}
     twins = {t.id: t for t in the_split.twins if t.of in position}
     rows = zoo.table.set_index(["network_id", "epoch"])
@@ -464,14 +479,15 @@ def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: 
 
 
 def tasks_summary(zoo: Zoo | str) -> dict:
-    """Every task and split on `zoo`: part sizes, twins and pairs, or why it is unavailable.
+    """Every task and split that makes sense on `zoo` (`ZOO_TASKS`): part sizes, twins and pairs, or why
+    it is unavailable.
 
     Writes the zoo's split files if they are missing (as `load_task` does). A file-only
     split (`published`) is listed where the zoo has its file.
     """
     zoo = as_zoo(zoo)
     out: dict[str, dict] = {}
-    for name in TASKS:
+    for name in ZOO_TASKS[zoo.kind]:  # the tasks that make sense on this kind of zoo
         out[name] = {}
         held = tuple(s for s in TASK_FILE_SPLITS.get(name, ()) if split_path(zoo.root, s).is_file())
         for split in TASK_SPLITS[name] + held:

@@ -215,8 +215,9 @@ def prediction_details(paths, zoo) -> list[dict]:
             d["y_true"] = [float(v) for v in answers["targets"]["test_acc"]]
             d["y_pred"] = [float(sub.predictions[k]["test_acc"]) for k in originals]
         else:
-            classes = list(task.classes["dataset"])
+            target = task.targets[0]  # what makes two networks relevant: dataset, or an INR's class
+            classes = list(task.classes[target])
             d["embeddings"] = np.stack([np.asarray(sub.predictions[k], float) for k in originals])
-            d["labels"] = [classes[int(i)] for i in answers["targets"]["dataset"]]
+            d["labels"] = [classes[int(i)] for i in answers["targets"][target]]
         out.append(d)
     return out

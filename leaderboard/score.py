@@ -30,7 +30,7 @@ from benchmark.submission import (
     load_submission_task,
     read_with_problems,
 )
-from benchmark.tasks import test_targets
+from benchmark.tasks import TASK_KINDS, test_targets
 from leaderboard import metrics as M
 from zoo_builder.files import sha256_file
 from zoo_builder.symmetry import KINDS
@@ -108,7 +108,7 @@ def _score_classification(sub, task, answers, seed, resamples):
 def _score_retrieval(sub, task, answers, seed, resamples):
     originals, twins = _items(task, answers, False)
     emb = np.stack([sub.predictions[k] for k in originals])
-    per_query = retrieval_per_query(emb, answers["targets"]["dataset"], ks=(1, 10))
+    per_query = retrieval_per_query(emb, answers["targets"][task.targets[0]], ks=(1, 10))
     boot = {"clusters": answers["clusters"][per_query["query"]], "seed": seed, "resamples": resamples}
     out = {"mAP": M.mean_estimate(per_query["ap"], **boot),
            "recall@1": M.mean_estimate(per_query["hit@1"], **boot),
@@ -148,13 +148,15 @@ def _score_merging(sub, task, answers, seed, resamples):
     return out, {}
 
 
-SCORERS = {"generalization": _score_generalization, "classification": _score_classification,
+# By task kind (`benchmark.tasks.TASK_KINDS`).
+SCORERS = {"regression": _score_generalization, "classification": _score_classification,
            "retrieval": _score_retrieval, "merging": _score_merging}
 PRIMARY = {
     "generalization": ("test_acc/kendall_tau", "test_acc/r2", "gen_gap/kendall_tau", "gen_gap/r2"),
     "classification": ("dataset/accuracy", "dataset/macro_f1", "optimizer/accuracy", "optimizer/macro_f1"),
     "retrieval": ("mAP", "recall@1", "recall@10"),
     "merging": ("acc_ratio", "loss_barrier", "unit_match_acc", "merged_acc"),
+    "inr-classification": ("label/accuracy", "label/macro_f1"),
 }
 # Larger is better for every metric but these.
 LOWER_IS_BETTER = frozenset({"loss_barrier"})
@@ -167,7 +169,7 @@ def score_valid(sub: Submission, task, *, seed: int = M.DEFAULT_SEED,
     The seed travels with the scores so that the leaderboard can aggregate runs over seeds.
     """
     answers = test_targets(task)
-    out, sym = SCORERS[task.name](sub, task, answers, seed, resamples)
+    out, sym = SCORERS[TASK_KINDS[task.name]](sub, task, answers, seed, resamples)
     return strict_json({"metrics": {k: v.to_doc() for k, v in out.items()}, "symmetry": sym,
                         "seed": sub.metadata.seed})
 

@@ -164,6 +164,17 @@ def held_out_zoo(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def inr_tiny_zoo(tmp_path_factory) -> Path:
+    """The zoo of the ``inr-tiny`` preset (40 SIRENs of digits, seconds), built once per session."""
+    from zoo_builder.build import build_zoo
+    from zoo_builder.config import load_preset
+
+    path = tmp_path_factory.mktemp("zoos") / "inr-tiny"
+    build_zoo(load_preset("inr-tiny"), path, progress=False)
+    return path
+
+
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of `zoobench ARGV`, called in process (cheap)."""
     from zoobench import cli

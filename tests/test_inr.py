@@ -371,7 +371,7 @@ def test_show_inr_draws_a_png_and_tasks_do_not_crash(capsys, inr_zoo, tmp_path):
     assert code == 1 and f"no network '{'0' * 16}'" in err
     code, out, err = run_cli(capsys, "tasks", inr_zoo)
     assert code == 0, err
-    assert "needs a zoo of trained classifiers" in out
+    assert "inr-classification" in out and "retrieval" in out and "generalization" not in out
 
 
 def test_a_build_of_another_kind_in_the_same_directory_is_refused(inr_zoo, tmp_path, monkeypatch):

@@ -226,6 +226,7 @@ SUMMARY_METRICS = {
     "classification": ("dataset/accuracy", "optimizer/accuracy"),
     "retrieval": ("mAP", "recall@1"),
     "merging": ("unit_match_acc", "merged_acc"),
+    "inr-classification": ("label/accuracy", "label/macro_f1"),
 }
 
 

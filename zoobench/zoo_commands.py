@@ -325,7 +325,7 @@ def cmd_tasks(args) -> int:
     lines = [f"tasks on zoo {s['name']} at {s['path']} (weights fingerprint {s['weights_fingerprint']})"]
     for task, splits in s["tasks"].items():
         for split, d in splits.items():
-            head = f"  {task:<15} {split:<10}"
+            head = f"  {task:<18} {split:<10}"
             if "unavailable" in d:
                 lines.append(f"{head} unavailable: {d['unavailable']}")
                 continue
