@@ -34,8 +34,9 @@ import jax
 from tqdm.auto import tqdm
 
 from baselines.run import METHODS, applies, epoch_cap, fit_predict, settings_for, submission_name
+from benchmark.splits import SplitUnavailable
 from benchmark.submission import SubmissionError, validate_submission, write_submission
-from benchmark.tasks import TASK_SPLITS, TASKS, TaskUnavailable, load_task
+from benchmark.tasks import TASK_SPLITS, ZOO_TASKS, TaskUnavailable, load_task
 from leaderboard.html import prediction_details, render_site
 from leaderboard.score import score_submission, strict_json
 from leaderboard.store import add_result, connect, entries, find_result
@@ -47,6 +48,8 @@ from zoo_builder.storage import load_zoo
 from zoobench.options import positive_int
 
 PRESET_PROFILE = {"tiny": "smoke", "small": "fast", "paper": "full"}
+# The INR zoo each preset's main job also builds, with its tables beside the first zoo's.
+PRESET_INR = {"tiny": "inr-tiny", "small": "inr-small", "paper": "inr-paper"}
 DB_NAME = "leaderboard.sqlite"
 
 
@@ -91,11 +94,11 @@ def stage_zoo(preset: str, zoo_dir: Path, progress: bool):
 def stage_tasks(zoo) -> tuple[dict, dict]:
     """Tasks by (name, split, all_checkpoints) (the scorer's cache key) and why others are unavailable."""
     tasks, unavailable = {}, {}
-    for name in TASKS:
+    for name in ZOO_TASKS[zoo.kind]:  # the tasks that make sense on this kind of zoo
         for split in TASK_SPLITS[name]:
             try:
                 tasks[(name, split, False)] = load_task(name, zoo, split)
-            except TaskUnavailable as e:
+            except (TaskUnavailable, SplitUnavailable) as e:
                 unavailable[f"{name}/{split}"] = str(e)
                 log(f"[tasks] {name}/{split} unavailable: {e}")
     return tasks, unavailable
@@ -199,24 +202,36 @@ def stage_score(jobs: list[Job], tasks: dict, zoo, sub_dir: Path, db: Path, prog
     return record
 
 
-def stage_report(zoo, db: Path, out: Path, jobs: list[Job], sub_dir: Path, header: str,
-                 runs: dict | None = None) -> str:
-    """leaderboard.md and index.html (tables, metric bars, seed-0 prediction plots); returns the markdown."""
+def _run_key(run: ZooRun, name: str) -> str:
+    """A job's key in reproduce.json: its file name, under its folder for every zoo but the first."""
+    return name if run.sub_dir.name == "submissions" else f"{run.sub_dir.name}/{name}"
+
+
+def stage_report(done: list[ZooRun], db: Path, out: Path, header: str) -> str:
+    """leaderboard.md, summary.md and index.html (tables, metric bars, seed-0 prediction plots and
+    learning curves) over every zoo of the job; returns the markdown."""
     conn = connect(db)
     try:
-        # Only this zoo's rows: a database reused across zoos keeps the others, but not in this report.
-        rows = [r for r in entries(conn) if r["zoo_fingerprint"] == zoo.weights_fingerprint]
+        # Only these zoos' rows: a database reused across zoos keeps the others, but not in this report.
+        fingerprints = {r.zoo.weights_fingerprint for r in done}
+        rows = [r for r in entries(conn) if r["zoo_fingerprint"] in fingerprints]
     finally:
         conn.close()
     markdown = header + render(rows, "markdown") + "\n"
     (out / "leaderboard.md").write_text(markdown, encoding="utf-8")
-    (out / "summary.md").write_text(header + summary_markdown(rows), encoding="utf-8")
-    plotted = [sub_dir / j.name for j in jobs
-               if j.seed == 0 and j.task in ("generalization", "retrieval") and (sub_dir / j.name).is_file()]
-    curves = [{"title": f"{j.method} {j.task}/{j.split}", "history": runs[j.name]["history"]}
-              for j in jobs if j.seed == 0 and (runs or {}).get(j.name, {}).get("history")]
-    render_site(rows, out, prediction_details(plotted, zoo), title=f"zoobench leaderboard: zoo {zoo.name}",
-                curves=curves)
+    summaries = [f"## zoo `{r.zoo.name}`\n\n" + summary_markdown(
+        [row for row in rows if row["zoo_fingerprint"] == r.zoo.weights_fingerprint]) for r in done]
+    (out / "summary.md").write_text(header + "\n".join(summaries), encoding="utf-8")
+    details, curves = [], []
+    for r in done:
+        plotted = [r.sub_dir / j.name for j in r.jobs if j.seed == 0
+                   and j.task in ("generalization", "retrieval") and (r.sub_dir / j.name).is_file()]
+        details += prediction_details(plotted, r.zoo)
+        curves += [{"title": f"{j.method} {j.task}/{j.split} ({r.zoo.name})",
+                    "history": r.runs[j.name]["history"]}
+                   for j in r.jobs if j.seed == 0 and r.runs.get(j.name, {}).get("history")]
+    render_site(rows, out, details, curves=curves,
+                title="zoobench leaderboard: zoos " + ", ".join(r.zoo.name for r in done))
     return markdown
 
 
@@ -275,37 +290,80 @@ def machine() -> dict:
             "devices": [str(d) for d in jax.devices()]}
 
 
+@dataclasses.dataclass(frozen=True)
+class ZooRun:
+    """What the stages did on one zoo of the main job."""
+
+    zoo: object
+    zoo_dir: Path
+    sub_dir: Path
+    jobs: list
+    unavailable: dict
+    runs: dict
+    scores: dict
+    timings: dict
+
+
+def run_zoo(preset: str, zoo_dir: Path, sub_dir: Path, db: Path, profile: str, seeds: int,
+            progress: bool) -> ZooRun:
+    """Stages 1-4 on one zoo: build it, its tasks, every baseline run, their scores."""
+    timings: dict[str, float] = {}
+    zoo = timed("zoo", timings, stage_zoo, preset, zoo_dir, progress)
+    tasks, unavailable = timed("tasks", timings, stage_tasks, zoo)
+    jobs = plan(tasks, seeds)
+    runs = timed("baselines", timings, stage_baselines, jobs, tasks, sub_dir, profile, progress)
+    scores = timed("score", timings, stage_score, jobs, tasks, zoo, sub_dir, db, progress)
+    return ZooRun(zoo, zoo_dir, sub_dir, jobs, unavailable, runs, scores, timings)
+
+
 def reproduce(preset: str = "small", out: str | Path = "results", seeds: int = 1,
-              zoo_dir: str | Path | None = None, progress: bool = True) -> dict:
-    """Run the five stages; returns the record written to ``OUT/reproduce.json``."""
+              zoo_dir: str | Path | None = None, progress: bool = True,
+              inr_zoo_dir: str | Path | None = None) -> dict:
+    """Run the five stages on the preset's zoo and on its INR zoo; returns ``OUT/reproduce.json``'s record.
+
+    The first zoo's submissions go to ``OUT/submissions/``, the INR zoo's to
+    ``OUT/submissions-{INR preset}/``; one database, one page and one table file hold both.
+    """
     if preset not in PRESET_PROFILE:
         raise ValueError(f"preset must be one of {list(PRESET_PROFILE)}, got {preset!r}")
     if seeds < 1:
         raise ValueError(f"seeds must be at least 1, got {seeds}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    inr = PRESET_INR[preset]
     zoo_dir = Path(zoo_dir) if zoo_dir is not None else Path("zoos") / preset
-    sub_dir, db = out / "submissions", out / DB_NAME
+    inr_zoo_dir = Path(inr_zoo_dir) if inr_zoo_dir is not None else Path("zoos") / inr
+    db = out / DB_NAME
     profile = PRESET_PROFILE[preset]
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
-    zoo = timed("zoo", timings, stage_zoo, preset, zoo_dir, progress)
-    tasks, unavailable = timed("tasks", timings, stage_tasks, zoo)
-    jobs = plan(tasks, seeds)
-    runs = timed("baselines", timings, stage_baselines, jobs, tasks, sub_dir, profile, progress)
-    scores = timed("score", timings, stage_score, jobs, tasks, zoo, sub_dir, db, progress)
+    done = [run_zoo(preset, zoo_dir, out / "submissions", db, profile, seeds, progress)]
+    log(f"[{inr}] the INR zoo ...")
+    done.append(run_zoo(inr, inr_zoo_dir, out / f"submissions-{inr}", db, profile, seeds, progress))
     info = machine()
-    header = (f"# zoobench leaderboard: zoo `{zoo.name}` ({zoo.weights_fingerprint[:12]})\n\n"
+    names = ", ".join(f"`{r.zoo.name}` ({r.zoo.weights_fingerprint[:12]})" for r in done)
+    header = (f"# zoobench leaderboard: zoos {names}\n\n"
               f"`zoobench reproduce --preset {preset} --seeds {seeds}`, baselines' `{profile}` profile; "
               f"{info['cpu_count']} CPU cores, devices {', '.join(info['devices'])}, jax {info['jax']}.\n\n")
-    markdown = timed("report", timings, stage_report, zoo, db, out, jobs, sub_dir, header, runs)
+    report_timings: dict[str, float] = {}
+    markdown = timed("report", report_timings, stage_report, done, db, out, header)
+    timings = {stage: round(sum(r.timings[stage] for r in done), 2)
+               for stage in ("zoo", "tasks", "baselines", "score")}
+    timings["report"] = report_timings["report"]
     timings["total"] = round(time.perf_counter() - t0, 2)
 
+    first = done[0]
+    runs = {k: v for r in done for k, v in ((_run_key(r, n), v) for n, v in r.runs.items())}
+    scores = {k: v for r in done for k, v in ((_run_key(r, n), v) for n, v in r.scores.items())}
     failed = sorted(n for n, r in {**runs, **scores}.items() if "error" in r)
-    record = {"preset": preset, "profile": profile, "seeds": seeds, "zoo": str(zoo_dir),
-              "weights_fingerprint": zoo.weights_fingerprint, "timings_s": timings, "machine": info,
-              "unavailable": unavailable, "runs": runs, "scores": scores, "failed": failed,
+    record = {"preset": preset, "profile": profile, "seeds": seeds, "zoo": str(first.zoo_dir),
+              "weights_fingerprint": first.zoo.weights_fingerprint, "timings_s": timings, "machine": info,
+              "zoos": [{"name": r.zoo.name, "dir": str(r.zoo_dir), "kind": r.zoo.kind,
+                        "weights_fingerprint": r.zoo.weights_fingerprint, "timings_s": r.timings,
+                        "submissions": str(r.sub_dir)} for r in done],
+              "unavailable": {k: v for r in done for k, v in ((_run_key(r, n), v)
+                                                              for n, v in r.unavailable.items())},
+              "runs": runs, "scores": scores, "failed": failed,
               "leaderboard_md": str(out / "leaderboard.md"), "summary_md": str(out / "summary.md"),
               "index_html": str(out / "index.html"),
               "database": str(db)}
@@ -315,7 +373,8 @@ def reproduce(preset: str = "small", out: str | Path = "results", seeds: int = 1
 
 
 def cmd_reproduce(args) -> int:
-    record = reproduce(args.preset, args.out, args.seeds, args.zoo, progress=not args.no_progress)
+    record = reproduce(args.preset, args.out, args.seeds, args.zoo, progress=not args.no_progress,
+                       inr_zoo_dir=args.inr_zoo)
     if args.json:
         json.dump({k: v for k, v in record.items() if k != "markdown"}, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
@@ -340,6 +399,8 @@ def add_commands(sub) -> None:
     r.add_argument("--seeds", type=positive_int, default=1,
                    help="training seeds per baseline: 0..N-1 (default 1)")
     r.add_argument("--zoo", help="zoo directory (default: zoos/PRESET; reused when finished)")
+    r.add_argument("--inr-zoo", help="the INR zoo's directory (default: zoos/inr-PRESET; reused when "
+                                     "finished)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--json", action="store_true", help="print one JSON document")
     r.set_defaults(func=cmd_reproduce)
