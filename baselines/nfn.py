@@ -429,18 +429,23 @@ def _initial(path: str, shape, seed: int) -> np.ndarray:
     raise ValueError(f"no initialiser for parameter {path}")
 
 
-def init_params(model: NFN, encoded: Sequence[Encoded], seed: int) -> dict:
-    """Parameters for every layout of `encoded`, from their shapes (`jax.eval_shape`).
+def init_from_shapes(module: nn.Module, examples: Sequence[tuple], seed: int) -> dict:
+    """`module`'s variables for every argument tuple of `examples`, from their shapes alone.
 
-    Not `model.init`: jitted it compiles the whole forward pass once per layout (25 s on a
+    Not `module.init`: jitted it compiles the whole forward pass once per layout (25 s on a
     busy 2-core CPU), eager it dispatches every op alone. Each value depends only on `seed`
     and the parameter's path, so parameters that layouts share agree.
     """
     key = jax.random.PRNGKey(seed)
-    shapes = merge_params([jax.eval_shape(model.init, key, jax.tree.map(lambda x: x[:1], arrays))
-                           for enc in encoded for arrays in enc.arrays if arrays is not None])
+    shapes = merge_params([jax.eval_shape(module.init, key, *args) for args in examples])
     return jax.tree_util.tree_map_with_path(
         lambda path, leaf: _initial("/".join(k.key for k in path), leaf.shape, seed), shapes)
+
+
+def init_params(model: NFN, encoded: Sequence[Encoded], seed: int) -> dict:
+    """Parameters for every layout of `encoded` (`init_from_shapes`)."""
+    return init_from_shapes(model, [(jax.tree.map(lambda x: x[:1], arrays),)
+                                    for enc in encoded for arrays in enc.arrays if arrays is not None], seed)
 
 
 def fit(task, seed: int = 0, train_cfg: harness.TrainConfig | None = None,

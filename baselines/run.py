@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from baselines import classic, harness, ng_gnn_merging, weight_matching
+from baselines import classic, harness, nfn, ng_gnn_merging, weight_matching
 from benchmark.submission import write_submission
 from benchmark.tasks import TASKS, load_task
 
@@ -67,6 +67,11 @@ def _ng_gnn(method: str, task, seed: int, settings: MethodSettings) -> Fitted:
     return Fitted(harness.predict(trained, task.test), history)
 
 
+def _nfn(method: str, task, seed: int, settings: MethodSettings) -> Fitted:
+    trained, history = nfn.fit(task, seed=seed, train_cfg=settings.train, **dict(settings.model))
+    return Fitted(nfn.predict(trained, task.test), history)
+
+
 def _weight_matching(method: str, task, seed: int, settings: MethodSettings) -> Fitted:
     return Fitted(weight_matching.predict_pairs(task.test, method, seed=seed), [])
 
@@ -89,6 +94,7 @@ class Method:
 REGISTRY: dict[str, Method] = {m.name: m for m in (
     *(Method(name, PREDICTION_TASKS, _classic) for name in classic.METHODS),
     Method("ng-gnn", (*PREDICTION_TASKS, "merging"), _ng_gnn),
+    Method("nfn-np", PREDICTION_TASKS, _nfn),
     *(Method(name, ("merging",), _weight_matching) for name in weight_matching.MERGING_METHODS),
 )}
 METHODS = tuple(REGISTRY)
@@ -112,6 +118,8 @@ PROFILES: dict[str, dict[str, MethodSettings]] = {
         "cnn-matrices": MethodSettings(harness.TrainConfig(batch_size=32, epochs=100, patience=8,
                                                            progress=False), (("hidden", 32),)),
         "statnn-gbt": MethodSettings(model=(("max_iter", 200),)),
+        "nfn-np": MethodSettings(harness.TrainConfig(batch_size=32, epochs=100, patience=8, learning_rate=2e-3,
+                                                     progress=False)),
     },
     "smoke": {
         "ng-gnn": MethodSettings(harness.TrainConfig(batch_size=8, epochs=2, patience=2, learning_rate=3e-3,
@@ -120,6 +128,8 @@ PROFILES: dict[str, dict[str, MethodSettings]] = {
                                                  progress=False))
            for m in classic.NEURAL},
         "statnn-gbt": MethodSettings(model=(("max_iter", 20),)),
+        "nfn-np": MethodSettings(harness.TrainConfig(batch_size=16, epochs=4, patience=4, learning_rate=3e-3,
+                                                     progress=False), (("hidden", 8), ("layers", 1))),
     },
 }
 
