@@ -118,8 +118,8 @@ PROFILES: dict[str, dict[str, MethodSettings]] = {
         "cnn-matrices": MethodSettings(harness.TrainConfig(batch_size=32, epochs=100, patience=8,
                                                            progress=False), (("hidden", 32),)),
         "statnn-gbt": MethodSettings(model=(("max_iter", 200),)),
-        "nfn-np": MethodSettings(harness.TrainConfig(batch_size=32, epochs=100, patience=8, learning_rate=2e-3,
-                                                     progress=False)),
+        "nfn-np": MethodSettings(harness.TrainConfig(batch_size=32, epochs=100, patience=8,
+                                                     learning_rate=2e-3, progress=False)),
     },
     "smoke": {
         "ng-gnn": MethodSettings(harness.TrainConfig(batch_size=8, epochs=2, patience=2, learning_rate=3e-3,
