@@ -414,8 +414,9 @@ def _steps(model: NFN, tx, scale: dict, mesh):
 
 
 def _initial(path: str, shape, seed: int) -> np.ndarray:
-    """The initial value of one parameter, from its name and shape: flax's defaults (LeCun
-    normal kernels, zero biases), N(0, 1) position embeddings, the retrieval scale 10."""
+    """The initial value of one parameter, from its name and shape: as flax's defaults (LeCun
+    normal kernels, untruncated; zero biases), N(0, 1) position embeddings, the retrieval scale 10
+    (`classic.heads`). An unknown name is refused rather than guessed."""
     rng = np.random.default_rng([seed, zlib.crc32(path.encode())])
     name = path.rsplit("/", 1)[-1]
     if name == "kernel":
