@@ -14,6 +14,10 @@
   flat-mlp, statnn, statnn-gbt (scikit-learn HistGradientBoosting) and
   cnn-matrices; the neural ones reuse the harness's heads, loss, mesh and
   prediction format (`harness.format_predictions`).
+* `baselines.probe`: probe (ProbeGen, Kahana et al. 2024): learned probe inputs
+  from a shared deep linear generator, run through each network's own forward
+  pass (exact, vmapped over zero-padded groups), an MLP on the outputs;
+  invariant to every function-preserving symmetry.
 * `baselines.weight_matching`: merging baselines `naive` (identity) and
   `weight-matching` (Git Re-Basin coordinate descent over `permutation_spec`).
 * `baselines.run`: `run(zoo, task, method, split, seeds, out_dir)` writes one

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from baselines import classic, harness, nfn, ng_gnn_merging, weight_matching
+from baselines import classic, harness, nfn, ng_gnn_merging, probe, weight_matching
 from benchmark.submission import write_submission
 from benchmark.tasks import TASKS, load_task
 
@@ -72,6 +72,11 @@ def _nfn(method: str, task, seed: int, settings: MethodSettings) -> Fitted:
     return Fitted(nfn.predict(trained, task.test), history)
 
 
+def _probe(method: str, task, seed: int, settings: MethodSettings) -> Fitted:
+    trained, history = probe.fit(task, seed=seed, train_cfg=settings.train, **dict(settings.model))
+    return Fitted(probe.predict(trained, task.test), history)
+
+
 def _weight_matching(method: str, task, seed: int, settings: MethodSettings) -> Fitted:
     return Fitted(weight_matching.predict_pairs(task.test, method, seed=seed), [])
 
@@ -94,6 +99,7 @@ class Method:
 REGISTRY: dict[str, Method] = {m.name: m for m in (
     *(Method(name, PREDICTION_TASKS, _classic) for name in classic.METHODS),
     Method("ng-gnn", (*PREDICTION_TASKS, "merging"), _ng_gnn),
+    Method("probe", PREDICTION_TASKS, _probe),
     Method("nfn-np", PREDICTION_TASKS, _nfn),
     *(Method(name, ("merging",), _weight_matching) for name in weight_matching.MERGING_METHODS),
 )}
@@ -118,6 +124,8 @@ PROFILES: dict[str, dict[str, MethodSettings]] = {
         "cnn-matrices": MethodSettings(harness.TrainConfig(batch_size=32, epochs=100, patience=8,
                                                            progress=False), (("hidden", 32),)),
         "statnn-gbt": MethodSettings(model=(("max_iter", 200),)),
+        "probe": MethodSettings(harness.TrainConfig(batch_size=32, epochs=200, patience=10, progress=False),
+                                (("num_probes", 32), ("hidden", 64))),
         "nfn-np": MethodSettings(harness.TrainConfig(batch_size=32, epochs=100, patience=8,
                                                      learning_rate=2e-3, progress=False)),
     },
@@ -128,6 +136,8 @@ PROFILES: dict[str, dict[str, MethodSettings]] = {
                                                  progress=False))
            for m in classic.NEURAL},
         "statnn-gbt": MethodSettings(model=(("max_iter", 20),)),
+        "probe": MethodSettings(harness.TrainConfig(batch_size=16, epochs=4, patience=4, learning_rate=3e-3,
+                                                    progress=False), (("num_probes", 16), ("hidden", 32))),
         "nfn-np": MethodSettings(harness.TrainConfig(batch_size=16, epochs=4, patience=4, learning_rate=3e-3,
                                                      progress=False), (("hidden", 8), ("layers", 1))),
     },
@@ -141,6 +151,8 @@ def settings_for(method: str, profile: str = "full") -> MethodSettings:
 
 
 def _default_train(method: str) -> harness.TrainConfig:
+    if method == "probe":
+        return probe.DEFAULT_TRAIN
     return classic.DEFAULT_TRAIN if method in classic.NEURAL else harness.TrainConfig(progress=False)
 
 

@@ -26,8 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from zoo_builder.architecture import (
-    ACTIVATION_NAMES,
     ACTIVATIONS,
+    CLASSIFIER_ACTIVATIONS,
     ArchSpec,
     Params,
     apply,
@@ -236,11 +236,11 @@ def _padded_widths(archs: Sequence[ArchSpec]) -> dict[tuple[str, int], tuple[int
     return {key: tuple(int(w) for w in v) for key, v in widest.items()}
 
 
-_ACTIVATION_FNS = tuple(ACTIVATIONS[name] for name in ACTIVATION_NAMES)
+_ACTIVATION_FNS = tuple(ACTIVATIONS[name] for name in CLASSIFIER_ACTIVATIONS)  # merging is of classifiers
 
 
 def _activation(family: str, index: jax.Array):
-    """The activation `ACTIVATION_NAMES[index]` with `index` traced: data, not part of a program's key.
+    """The activation `CLASSIFIER_ACTIVATIONS[index]` with `index` traced: data, not part of a program's key.
 
     Measured on CPU: for MLPs, computing every activation and selecting one with
     `jnp.where` runs as fast as `lax.switch` and compiles about three times faster;
@@ -263,7 +263,7 @@ def _activation(family: str, index: jax.Array):
 def _path_metrics(family: str, padding: str, stacked, x, y, activation) -> tuple[jax.Array, jax.Array]:
     """(loss, accuracy) of every network in `stacked` (leading axis: lambdas) on (x, y).
 
-    `activation` is an index into `ACTIVATION_NAMES` (see `_activation`); `padding`
+    `activation` is an index into `CLASSIFIER_ACTIVATIONS` (see `_activation`); `padding`
     is the networks' conv padding (`ArchSpec.padding`).
     """
     act = _activation(family, activation)
@@ -308,7 +308,7 @@ def interpolation_curves(pairs: Sequence[MergePair], data: Mapping[str, tuple], 
         path = merge_path(pad_params(p.params_a, hidden), pad_params(aligned, hidden), lam)
         # Kept on the device until every pair is dispatched: the host prepares the next pair meanwhile.
         results.append(_path_metrics(p.arch.family, p.arch.padding, path, x, y,
-                                     ACTIVATION_NAMES.index(p.arch.activation)))
+                                     CLASSIFIER_ACTIVATIONS.index(p.arch.activation)))
     return [{"lambdas": lam, "loss": np.asarray(loss, np.float64), "accuracy": np.asarray(acc, np.float64)}
             for loss, acc in results]
 

@@ -6,8 +6,8 @@ representations of neural networks"), so a graph network reading this view is
 permutation equivariant by construction.
 
 * Nodes, in layer order: input neurons (an MLP's H*W*C flattened inputs, a CNN's
-  C input channels), the units (channels) of each hidden layer, the output
-  classes. ``nodes = {"features", "position"}``:
+  C input channels, a SIREN's 2 coordinates), the units (channels) of each hidden
+  layer, the output classes (a SIREN's output channels). ``nodes = {"features", "position"}``:
 
   - ``features`` (n_node, 3) float32: [bias (0 for inputs), layer index (0 for
     inputs, 1..depth for hidden layers, depth + 1 for outputs), node type
@@ -52,8 +52,8 @@ BUDGET_MULTIPLE = 64
 
 def layer_widths(arch: ArchSpec) -> list[int]:
     """Number of neurons of each neuron layer: [inputs, hidden_1, ..., hidden_d, outputs]."""
-    h, w, c = arch.input_shape
-    n_in = h * w * c if arch.family == "mlp" else c
+    # A CNN's input neurons are its channels; an MLP's and a SIREN's, the entries of one input.
+    n_in = arch.input_shape[2] if arch.family == "cnn" else int(np.prod(arch.input_dims))
     return [n_in, *arch.hidden, arch.num_classes]
 
 

@@ -33,9 +33,13 @@ from benchmark.twins import Twin, derive_hex, pick_twins, twin_id, twin_seed
 from zoo_builder.errors import DomainError, Unavailable, UsageError
 from zoo_builder.files import read_bounded, write_json
 from zoo_builder.storage import Zoo, load_zoo
+from zoo_builder.symmetry import KINDS, symmetry_kinds
 
 FORMAT = "zoobench-split"
-FORMAT_VERSION = 1
+# 2: twins of every symmetry kind, each with its "kind". A version-1 file (permutation twins only)
+# is read and upgraded in place: its parts are kept, its twins re-derived (`get_split`).
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 SPLITS = ("id", "ood-width", "ood-task")  # made by rule from any zoo
 # Splits only a file next to the zoo holds, written from its source's own protocol when imported.
 FILE_SPLITS = ("published",)
@@ -83,6 +87,8 @@ class Split:
       details: how the rule was applied (threshold width, held-out dataset, ...).
       fingerprint: sha256 of the file's canonical content (see `split_fingerprint`).
       path: the file it was read from or written to, if any.
+      format_version: of the file it was read from; older than `FORMAT_VERSION` only until
+        `get_split` upgrades it.
     """
 
     name: str
@@ -93,6 +99,7 @@ class Split:
     details: Mapping
     fingerprint: str
     path: Path | None = dataclasses.field(default=None, compare=False)
+    format_version: int = dataclasses.field(default=FORMAT_VERSION, compare=False)
 
     @property
     def seed_material(self) -> str:
@@ -103,6 +110,9 @@ class Split:
         return {nid: part for part in PARTS for nid in self.parts[part]}
 
     def to_doc(self) -> dict:
+        if self.format_version != FORMAT_VERSION:
+            raise ValueError(f"{self.path}: a format version {self.format_version} split; upgrade it "
+                             f"(get_split) before writing it as version {FORMAT_VERSION}")
         doc = _doc_without_fingerprint(self.name, self.zoo_name, self.weights_fingerprint, self.parts,
                                        self.twins, self.details)
         doc["fingerprint"] = self.fingerprint
@@ -226,7 +236,7 @@ def _doc_without_fingerprint(name, zoo_name, weights_fingerprint, parts, twins, 
         "zoo": {"name": zoo_name, "weights_fingerprint": weights_fingerprint},
         "details": dict(details),
         "parts": {p: list(parts[p]) for p in PARTS},
-        "twins": [{"id": t.id, "of": t.of, "seed": t.seed} for t in twins],
+        "twins": [{"id": t.id, "of": t.of, "seed": t.seed, "kind": t.kind} for t in twins],
     }
 
 
@@ -236,11 +246,27 @@ def split_fingerprint(doc: Mapping) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def split_with_twins(split: str, zoo_name: str, weights_fingerprint: str,
+                     parts: Mapping[str, tuple[str, ...]], details: Mapping,
+                     kinds_of: Mapping[str, tuple[str, ...]]) -> Split:
+    """The `Split` with these parts; its twins (`kinds_of`: test id -> the symmetry kinds its architecture
+    admits) and fingerprint derive from them. A pure function."""
+    twins = pick_twins(parts["test"], seed_material(split, zoo_name, parts), kinds_of)
+    doc = _doc_without_fingerprint(split, zoo_name, weights_fingerprint, parts, twins, details)
+    return Split(split, zoo_name, weights_fingerprint, parts, twins, details, split_fingerprint(doc))
+
+
+def test_kinds(zoo: Zoo, parts: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """Test network id -> the symmetry kinds of its architecture (read from the table, not the weights)."""
+    return {i: symmetry_kinds(zoo.arch(i)) for i in parts["test"]}
+
+
+test_kinds.__test__ = False  # not a pytest test, though its name starts with "test_"
+
+
 def split_of_parts(zoo: Zoo, split: str, parts: Mapping[str, tuple[str, ...]], details: Mapping) -> Split:
     """The `Split` of `zoo` with these parts: its test twins and fingerprint derive from them."""
-    twins = pick_twins(parts["test"], seed_material(split, zoo.name, parts))
-    doc = _doc_without_fingerprint(split, zoo.name, zoo.weights_fingerprint, parts, twins, details)
-    return Split(split, zoo.name, zoo.weights_fingerprint, parts, twins, details, split_fingerprint(doc))
+    return split_with_twins(split, zoo.name, zoo.weights_fingerprint, parts, details, test_kinds(zoo, parts))
 
 
 def make_split(zoo: Zoo | str | Path, split: str) -> Split:
@@ -366,8 +392,9 @@ def read_split(path: str | Path, weights_fingerprint: str | None = None) -> Spli
         raise SplitError(str(e)) from None
     _expect(isinstance(doc, dict) and doc.get("format") == FORMAT, path,
             f"not a zoobench split file (expected format {FORMAT!r})")
-    _expect(doc.get("format_version") == FORMAT_VERSION, path,
-            f"format version {doc.get('format_version')!r}; this zoobench reads {FORMAT_VERSION}")
+    version = doc.get("format_version")
+    _expect(version in READABLE_VERSIONS, path,
+            f"format version {version!r}; this zoobench reads {list(READABLE_VERSIONS)}")
     zoo = doc.get("zoo")
     _expect(isinstance(zoo, dict) and isinstance(zoo.get("name"), str)
             and isinstance(zoo.get("weights_fingerprint"), str), path,
@@ -397,16 +424,21 @@ def read_split(path: str | Path, weights_fingerprint: str | None = None) -> Spli
     _expect(isinstance(twins_doc, list), path, "twins: expected a list")
     material = seed_material(doc["split"], zoo["name"], parts)
     twins = []
+    keys = {"id", "of", "seed"} | ({"kind"} if version >= 2 else set())
     for t in twins_doc:
-        _expect(isinstance(t, dict) and set(t) == {"id", "of", "seed"}, path,
-                f"twin {t!r}: expected id, of, seed")
+        _expect(isinstance(t, dict) and set(t) == keys, path,
+                f"twin {t!r}: expected {', '.join(sorted(keys))}")
+        kind = t.get("kind", "permutation")
+        _expect(kind in KINDS, path, f"twin {t['id']!r}: kind {kind!r}; expected one of {list(KINDS)}")
         _expect(t["of"] in parts["test"], path,
                 f"twin {t['id']!r}: its original {t['of']!r} is not a test network")
-        _expect(t["id"] == twin_id(material, t["of"]) and t["seed"] == twin_seed(material, t["of"]), path,
+        derived = (twin_id(material, t["of"], kind), twin_seed(material, t["of"], kind))
+        _expect((t["id"], t["seed"]) == derived, path,
                 f"twin {t['id']!r}: id or seed do not derive from the split (edited?)")
-        twins.append(Twin(t["id"], t["of"], t["seed"]))
-    return Split(doc["split"], zoo["name"], zoo["weights_fingerprint"], parts, tuple(twins), doc["details"],
-                 doc["fingerprint"], path)
+        twins.append(Twin(t["id"], t["of"], t["seed"], kind))
+    return dataclasses.replace(
+        Split(doc["split"], zoo["name"], zoo["weights_fingerprint"], parts, tuple(twins), doc["details"],
+              doc["fingerprint"], path), format_version=version)
 
 
 def check_against_zoo(split: Split, zoo: Zoo) -> None:
@@ -429,6 +461,12 @@ def check_against_zoo(split: Split, zoo: Zoo) -> None:
     clash = sorted({t.id for t in split.twins} & ids)
     if clash:
         raise SplitError(f"{where}: twin id {clash[0]} is also a network id of the zoo")
+    for t in split.twins:
+        arch = zoo.arch(t.of)
+        admits = symmetry_kinds(arch)
+        if t.kind not in admits:
+            raise SplitError(f"{where}: twin {t.id} is a {t.kind} twin of {t.of}, whose architecture "
+                             f"({arch.family}, activation {arch.activation!r}) admits only {list(admits)}")
 
 
 def load_split(path: str | Path, zoo: Zoo | str | Path) -> Split:
@@ -460,7 +498,12 @@ def get_split(zoo: Zoo | str | Path, split: str) -> Split:
     zoo = as_zoo(zoo)
     local = split_path(zoo.root, split)
     if local.exists():
-        return _holding(load_split(local, zoo), split)
+        found = _holding(load_split(local, zoo), split)
+        if found.format_version == FORMAT_VERSION:
+            return found
+        # The parts are kept (a published split cannot be remade); the twins follow the new rules.
+        return _written(split_of_parts(zoo, split, found.parts, found.details), local,
+                        f"upgraded from format version {found.format_version}")
     if split in FILE_SPLITS:
         raise SplitUnavailable(
             f"{zoo.root}: has no {split!r} split ({local}); it is written when the zoo is imported with "
@@ -471,9 +514,14 @@ def get_split(zoo: Zoo | str | Path, split: str) -> Split:
         if candidate.weights_fingerprint == zoo.weights_fingerprint and candidate.zoo_name == zoo.name:
             check_against_zoo(candidate, zoo)
             return candidate
-    made = make_split(zoo, split)
+    return _written(make_split(zoo, split), local, "made")
+
+
+def _written(split: Split, path: Path, what: str) -> Split:
+    """`split` written to `path`, or (with a warning naming both) kept in memory where it cannot be."""
     try:
-        return write_split(made, local)
+        return write_split(split, path)
     except OSError as e:
-        warnings.warn(f"could not write split {split!r} to {local} ({e}); using it from memory", stacklevel=2)
-        return made
+        warnings.warn(f"could not write split {split.name!r} ({what}) to {path} ({e}); using it from memory",
+                      stacklevel=3)
+        return split

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
@@ -26,7 +27,7 @@ from benchmark.twins import (
     derive_hex,
     derive_seed,
     noisy_permuted_copy,
-    permuted_copy,
+    twin_params,
 )
 from zoo_builder.architecture import ArchSpec
 from zoo_builder.errors import Unavailable, UsageError
@@ -49,6 +50,8 @@ TARGETS = {
     "merging": (),
 }
 VIEWS = ("flat", "stats", "matrices", "neural_graph")
+# The tasks over trained classifiers (accuracies, datasets, optimizers, merging); an INR zoo has none.
+CLASSIFIER_TASKS = ("generalization", "classification", "retrieval", "merging")
 
 
 class TaskUnavailable(Unavailable):
@@ -93,7 +96,7 @@ class _Source:
         original = self._original(network_id, part)
         params = self._zoo.params(original, epoch)
         if network_id in self._twins:
-            return permuted_copy(self._zoo.arch(original), params, self._twins[network_id].seed)
+            return twin_params(self._zoo.arch(original), params, self._twins[network_id])
         if network_id in self._synthetic:
             return noisy_permuted_copy(self._zoo.arch(original), params, self._synthetic[network_id][1])[0]
         return params
@@ -235,7 +238,8 @@ def test_targets(task: Task) -> dict:
       ``clusters``: the ``config_id`` of each item's network, aligned with
         ``ids``: replicates of one config, and the checkpoints of one network,
         are one cluster, which the scorer's bootstrap resamples as a whole;
-      ``twins``: twin id -> original id;
+      ``twins``: twin id -> original id; ``twin_kinds``: twin id -> the symmetry kind
+        that made it (`zoo_builder.symmetry.KINDS`);
       ``pairs``: the test pairs; ``pair_clusters``: aligned with ``pairs``, the
         config_id of each pair's A network (B is a replicate of A: the same one);
       ``synthetic_permutations``: synthetic test pair_id -> the permutations
@@ -387,6 +391,9 @@ def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: 
     """
     _check_arguments(name, split, all_checkpoints)
     zoo = as_zoo(zoo)
+    if name in CLASSIFIER_TASKS and zoo.kind != "classifier":
+        raise TaskUnavailable(f"task {name!r} needs a zoo of trained classifiers; this zoo is of kind "
+                              f"{zoo.kind!r}", zoo.root)
     the_split: Split = get_split(zoo, split)
     material = the_split.seed_material
     final = zoo.final
@@ -431,6 +438,7 @@ def load_task(name: str, zoo: Zoo | str, split: str = "id", *, all_checkpoints: 
                 "targets": _target_arrays(rows, originals, targets, classes),
                 "clusters": np.array([config_of[i] for i, _ in originals], dtype=str),
                 "twins": {t: tw.of for t, tw in part_twins.items()},
+                "twin_kinds": {t: tw.kind for t, tw in part_twins.items()},
                 "pairs": pairs,
                 "pair_clusters": np.array([config_of[p.id_a] for p in pairs], dtype=str),
                 "synthetic_permutations": true_perms,
@@ -474,7 +482,9 @@ def tasks_summary(zoo: Zoo | str) -> dict:
                 continue
             answers = task._answers()
             entry = {"train": len(task.train), "val": len(task.val), "test": len(answers["ids"]),
-                     "twins": len(answers["twins"]), "split_fingerprint": task.split_fingerprint}
+                     "twins": len(answers["twins"]),
+                     "twins_by_kind": dict(sorted(Counter(answers["twin_kinds"].values()).items())),
+                     "split_fingerprint": task.split_fingerprint}
             if name == "merging":
                 entry["pairs"] = {p.name: len(p.pairs) for p in task.parts}
                 entry["synthetic_pairs"] = {p.name: len(p.synthetic_pairs) for p in task.parts}

@@ -3,7 +3,7 @@
 No server, no network, nothing external: the CSS and a small sortable-table
 script are inlined. One sortable table per item set (task, split, zoo,
 checkpoints, split file) as in `leaderboard.table` (methods × metrics as value ± half-interval, or mean ± std
-over seeds, the number of seeds, symmetry consistency), a bar plot of the
+over seeds, the number of seeds, symmetry consistency per kind of twin), a bar plot of the
 metrics with their intervals per table and,
 when per-network predictions are given (`prediction_details`: the stored rows
 hold only the metrics), predicted vs true test accuracy and a 2-D PCA of
@@ -29,7 +29,17 @@ from benchmark.submission import SubmissionError, check_against_task, load_submi
 from benchmark.tasks import test_targets
 from leaderboard import plots
 from leaderboard.score import _items
-from leaderboard.table import PLUS_MINUS, _cell, _num, _seeds_cell, _symmetry_cell, best, group_rows
+from leaderboard.table import (
+    PLUS_MINUS,
+    SYMMETRY_COLUMNS,
+    _cell,
+    _num,
+    _seeds_cell,
+    best,
+    group_rows,
+    symmetry_cells,
+    symmetry_sort_values,
+)
 
 _SLUG = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -85,7 +95,7 @@ def _sort_value(m: dict | None) -> str:
 
 
 def _table(group: dict) -> str:
-    head = ["method", "version", *group["metrics"], "seeds", "symmetry consistency"]
+    head = ["method", "version", *group["metrics"], "seeds", *SYMMETRY_COLUMNS]
     out = ['<table class="sortable">', "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head)
            + "</tr></thead>", "<tbody>"]
     for r in group["rows"]:
@@ -98,8 +108,8 @@ def _table(group: dict) -> str:
             cells.append(f'<td class="{cls}" data-v="{esc(_sort_value(metric))}">{esc(_cell(metric))}</td>')
         seeds = _seeds_cell(r)
         cells.append(f'<td class="num" data-v="{esc(seeds)}">{esc(seeds)}</td>')
-        sym = _symmetry_cell(r["symmetry"])
-        cells.append(f'<td data-v="{esc(sym)}">{esc(sym)}</td>')
+        for sym, v in zip(symmetry_cells(r["symmetry"]), symmetry_sort_values(r["symmetry"]), strict=True):
+            cells.append(f'<td data-v="{esc(v)}">{esc(sym)}</td>')
         out.append("<tr>" + "".join(cells) + "</tr>")
     out += ["</tbody>", "</table>"]
     return "\n".join(out)

@@ -2,7 +2,9 @@
 
 This is the only module that reads test targets (`benchmark.tasks.test_targets`).
 Primary metrics are over the original test items; twins only feed the symmetry
-consistency numbers. Their bootstrap intervals resample clusters of items
+consistency numbers, one set per kind of twin (permutation, scale, sign: keys
+``KIND/...``), so that a method's respect for each symmetry reads apart. The
+primary metrics' bootstrap intervals resample clusters of items
 (`leaderboard.metrics`): an item's cluster is its network's ``config_id``, so
 replicates of one config and checkpoints of one network go together. A query
 (retrieval) is an item; a merging pair (real or synthetic) belongs to the
@@ -31,6 +33,7 @@ from benchmark.submission import (
 from benchmark.tasks import test_targets
 from leaderboard import metrics as M
 from zoo_builder.files import sha256_file
+from zoo_builder.symmetry import KINDS
 
 
 def strict_json(value):
@@ -49,12 +52,19 @@ def _key(network_id: str, epoch: int, all_checkpoints: bool) -> str:
     return f"{network_id}@{int(epoch)}" if all_checkpoints else network_id
 
 
-def _items(task, answers: dict, all_checkpoints: bool) -> tuple[list[str], list[tuple[str, str]]]:
-    """Keys of the original test items, and (twin key, original key) of every twin item."""
+def _items(task, answers: dict, all_checkpoints: bool) -> tuple[list[str], dict[str, list[tuple[str, str]]]]:
+    """Keys of the original test items, and kind -> (twin key, original key) of its twin items.
+
+    Only the kinds the test part has twins of are keys, in `KINDS` order: a kind no network
+    of the zoo admits has no consistency, rather than a perfect one.
+    """
     originals = [_key(i, e, all_checkpoints) for i, e in zip(answers["ids"], answers["epochs"], strict=True)]
-    twins = [(_key(i, e, all_checkpoints), _key(answers["twins"][i], e, all_checkpoints))
-             for i, e in zip(task.test.ids, task.test.epochs, strict=True) if i in answers["twins"]]
-    return originals, twins
+    twins: dict[str, list[tuple[str, str]]] = {k: [] for k in KINDS}
+    for i, e in zip(task.test.ids, task.test.epochs, strict=True):
+        if i in answers["twins"]:
+            twins[answers["twin_kinds"][i]].append(
+                (_key(i, e, all_checkpoints), _key(answers["twins"][i], e, all_checkpoints)))
+    return originals, {k: v for k, v in twins.items() if v}
 
 
 def _class_index(value, classes) -> int:
@@ -72,9 +82,10 @@ def _score_generalization(sub, task, answers, seed, resamples):
         # scipy's O(n log n) tau is fast enough for the resamples.
         out[f"{t}/kendall_tau"] = M.estimate(kendall_tau, y, y_pred, **boot)
         out[f"{t}/r2"] = M.estimate(r2, y, y_pred, fast=M.fast_r2, **boot)
-        c = M.regression_consistency([pred[a] for a, _ in twins], [pred[b] for _, b in twins], y_pred)
-        sym[f"{t}/normalized_abs_diff"] = c["normalized"]
-        sym[f"{t}/mean_abs_diff"] = c["mean_abs_diff"]
+        for kind, pairs in twins.items():
+            c = M.regression_consistency([pred[a] for a, _ in pairs], [pred[b] for _, b in pairs], y_pred)
+            sym[f"{kind}/{t}/normalized_abs_diff"] = c["normalized"]
+            sym[f"{kind}/{t}/mean_abs_diff"] = c["mean_abs_diff"]
     return out, sym
 
 
@@ -88,7 +99,9 @@ def _score_classification(sub, task, answers, seed, resamples):
         y, y_pred = answers["targets"][t], np.array([pred[k] for k in originals], np.int64)
         out[f"{t}/accuracy"] = M.estimate(accuracy, y, y_pred, **boot)
         out[f"{t}/macro_f1"] = M.estimate(macro_f1, y, y_pred, fast=M.fast_macro_f1, **boot)
-        sym[f"{t}/agreement"] = M.class_agreement([pred[a] for a, _ in twins], [pred[b] for _, b in twins])
+        for kind, pairs in twins.items():
+            sym[f"{kind}/{t}/agreement"] = M.class_agreement([pred[a] for a, _ in pairs],
+                                                             [pred[b] for _, b in pairs])
     return out, sym
 
 
@@ -101,10 +114,12 @@ def _score_retrieval(sub, task, answers, seed, resamples):
            "recall@1": M.mean_estimate(per_query["hit@1"], **boot),
            "recall@10": M.mean_estimate(per_query["hit@10"], **boot)}
     position = {k: j for j, k in enumerate(originals)}
-    sym = M.embedding_consistency(
-        np.stack([sub.predictions[a] for a, _ in twins]) if twins else np.zeros((0, emb.shape[1])),
-        np.stack([sub.predictions[b] for _, b in twins]) if twins else np.zeros((0, emb.shape[1])),
-        emb, np.array([position[b] for _, b in twins], np.int64))
+    sym = {}
+    for kind, pairs in twins.items():
+        c = M.embedding_consistency(np.stack([sub.predictions[a] for a, _ in pairs]),
+                                    np.stack([sub.predictions[b] for _, b in pairs]),
+                                    emb, np.array([position[b] for _, b in pairs], np.int64))
+        sym.update({f"{kind}/{k}": v for k, v in c.items()})
     return out, sym
 
 

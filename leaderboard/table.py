@@ -10,7 +10,9 @@ latest wins, shown as value ± bootstrap half-interval. Seeded submissions (as
 papers report them): the latest per seed is kept and the row shows the mean
 over seeds ± their sample standard deviation, with the number of seeds. In
 markdown the best value of each column is bold (the smallest for loss
-barriers, else the largest), compared on those means.
+barriers, else the largest), compared on those means. Symmetry consistency has
+one column per kind of twin (`SYMMETRY_COLUMNS`), "n/a" where the test part has
+no twins of that kind (merging, or a zoo without ReLU or tanh networks).
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import math
 import numpy as np
 
 from leaderboard.score import LOWER_IS_BETTER, PRIMARY, strict_json
+from zoo_builder.symmetry import KINDS
 
 FORMATS = ("text", "markdown", "json")
 PLUS_MINUS = "± : 95% bootstrap half-interval for one run; standard deviation over seeds when seeds > 1"
 _TABLE_KEYS = ("task", "split", "zoo_name", "zoo_fingerprint", "all_checkpoints", "split_fingerprint")
+SYMMETRY_COLUMNS = tuple(f"consistency/{kind}" for kind in KINDS)
 _JSON_ROW_KEYS = ("method", "version", "seeds", "seed_values", "metrics", "symmetry", "sha256", "scored_at")
 
 
@@ -46,12 +50,34 @@ def _cell(m: dict | None) -> str:
     return f"{value:.3f} ± {(high - low) / 2:.3f}"
 
 
-def _symmetry_cell(sym: dict) -> str:
-    if not sym:
-        return "n/a"
-    # The issue's figures: mean |ŷ(twin) − ŷ(original)|, class agreement, twin–original cosine.
-    return ", ".join(f"{k} {_num(v):.3f}" for k, v in sorted(sym.items())
-                     if not k.endswith("/normalized_abs_diff") and k != "nearest_original")
+def symmetry_by_kind(sym: dict) -> dict[str, dict]:
+    """A row's symmetry numbers as kind -> {name: value}; names without a kind (rows scored before
+    scale and sign twins existed) are permutation's."""
+    out: dict[str, dict] = {}
+    for key, value in sym.items():
+        kind, _, name = key.partition("/")
+        if kind not in KINDS:
+            kind, name = "permutation", key
+        out.setdefault(kind, {})[name] = value
+    return out
+
+
+def _shown(sym: dict, kind: str) -> list[tuple[str, float]]:
+    """The numbers a table shows of one kind: mean |ŷ(twin) − ŷ(original)|, class agreement or
+    twin–original cosine, one per target."""
+    numbers = symmetry_by_kind(sym).get(kind, {})
+    return [(k, _num(v)) for k, v in sorted(numbers.items())
+            if not k.endswith("/normalized_abs_diff") and k != "nearest_original"]
+
+
+def symmetry_cells(sym: dict) -> list[str]:
+    """One cell per `KINDS`: its shown numbers, or "n/a" where the run had no twins of that kind."""
+    return [", ".join(f"{k} {v:.3f}" for k, v in _shown(sym, kind)) or "n/a" for kind in KINDS]
+
+
+def symmetry_sort_values(sym: dict) -> list[str]:
+    """Per `KINDS`, the first shown number (what the page sorts a column by); "" where there is none."""
+    return [repr(shown[0][1]) if (shown := _shown(sym, kind)) else "" for kind in KINDS]
 
 
 def _seeds_cell(r: dict) -> str:
@@ -155,7 +181,7 @@ def render(rows: list[dict], fmt: str = "text") -> str:
         return "no scored submissions"
     parts = []
     for g in groups:
-        header = ["method", *g["metrics"], "seeds", "symmetry consistency"]
+        header = ["method", *g["metrics"], "seeds", *SYMMETRY_COLUMNS]
         body = []
         for r in g["rows"]:
             cells = [f"{r['method']} {r['version']}"]
@@ -167,7 +193,7 @@ def render(rows: list[dict], fmt: str = "text") -> str:
                     cell = f"**{cell}**"
                 cells.append(cell)
             cells.append(_seeds_cell(r))
-            cells.append(_symmetry_cell(r["symmetry"]))
+            cells += symmetry_cells(r["symmetry"])
             body.append(cells)
         if fmt == "markdown":
             lines = [f"### {title(g)}", "", PLUS_MINUS, "", "| " + " | ".join(header) + " |",

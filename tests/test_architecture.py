@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from zoo_builder.architecture import (
-    ACTIVATION_NAMES,
+    CLASSIFIER_ACTIVATIONS,
     ArchSpec,
     apply,
     check_params,
@@ -238,7 +238,7 @@ def _pad(arch: ArchSpec, params, width: int):
     return wide, out
 
 
-@pytest.mark.parametrize("activation", ACTIVATION_NAMES)
+@pytest.mark.parametrize("activation", CLASSIFIER_ACTIVATIONS)
 @pytest.mark.parametrize("family", ["mlp", "cnn"])
 def test_zero_padded_units_do_not_change_the_function(family, activation):
     # sigmoid(0) = 0.5: padded units are active, only their zero outgoing weights hide them.
@@ -341,7 +341,13 @@ def test_apply_permutation_works_on_jax_arrays():
     arch = ARCHS[5]
     params = jax.tree.map(jnp.asarray, random_params(arch))
     spec = permutation_spec(arch)
-    permuted = apply_permutation(spec, random_permutations(spec, np.random.default_rng(0)), params)
+    perms = random_permutations(spec, np.random.default_rng(0))
+    permuted = apply_permutation(spec, perms, params)
+    # The weights numpy arrays get, not the input handed back unchanged.
+    for a, b in zip(permuted, apply_permutation(spec, perms, random_params(arch)), strict=True):
+        for key in ("kernel", "bias"):
+            np.testing.assert_array_equal(np.asarray(a[key]), b[key])
+    assert any(not np.array_equal(a["kernel"], b["kernel"]) for a, b in zip(permuted, params, strict=True))
     x = random_inputs(arch)
     np.testing.assert_allclose(np.asarray(apply(arch, permuted, x)), np.asarray(apply(arch, params, x)),
                                atol=1e-5, rtol=1e-5)

@@ -7,7 +7,6 @@ import json
 import jax
 import numpy as np
 import pytest
-from conftest import beats_constant, held_out_scores
 
 from baselines import classic, harness, weight_matching
 from baselines.run import MethodSettings, run
@@ -41,50 +40,20 @@ def trained(gen_task):
     return get
 
 
-# Measured on the tiny preset (48 networks: 34 train, 4 val, 10 test), seed 0, (Kendall tau, MSE /
-# the train mean's MSE) per target: none of these beats a constant on both held-out targets. They
-# are reported, not hidden: strict, so a method that starts passing must lose its mark.
-HELD_OUT_FAILURES = {
-    "flat-mlp": "test_acc (-0.07, 1.43), gen_gap (0.11, 1.07)",
-    "statnn": "test_acc (0.29, 1.47): ranks, but worse MSE than the train mean",
-    "cnn-matrices": "test_acc (-0.20, 1.98)",
-    "statnn-gbt": "gen_gap (-0.38, 1.22); test_acc passes (0.45, 0.72)",
-}
-
-
-def _known(method: str, failures: dict):
-    why = failures.get(method)
-    marks = [pytest.mark.xfail(strict=True, reason=f"measured: {why}")] if why else []
-    return pytest.param(method, marks=marks)
-
-
-@pytest.mark.parametrize("method", [_known(m, HELD_OUT_FAILURES) for m in classic.METHODS])
-def test_beats_constant_on_held_out_networks(gen_task, trained, method):
-    """On the test networks (model selection used val), both targets beat a constant predictor."""
+@pytest.mark.parametrize("method", classic.METHODS)
+def test_fits_and_predicts_every_test_network(gen_task, trained, method):
+    """Whether the predictions are any good is tests/test_held_out.py's question, on a bigger zoo."""
     model, history = trained(method)
     assert history and all(np.isfinite(list(h.values())[-1]) for h in history)
-    scores = held_out_scores(gen_task, classic.outputs(model, gen_task.test))
-    print(method, {t: np.round(s, 3).tolist() for t, s in scores.items()})  # (tau, MSE / constant's MSE)
-    assert beats_constant(scores), scores
     preds = classic.predict(model, gen_task.test)
     assert set(preds) == set(gen_task.test.ids)
     for p in preds.values():
         assert set(p) == {"test_acc", "gen_gap"} and 0.0 <= p["test_acc"] <= 1.0
 
 
-def test_a_constant_predictor_does_not_beat_constant(gen_task):
-    """The check above can fail: the train mean, or noise around it, does not pass it."""
-    n = len(gen_task.test.ids)
-    mean = {t: np.full((n, 1), np.mean(gen_task.train.targets[t])) for t in gen_task.targets}
-    assert not beats_constant(held_out_scores(gen_task, mean))
-    rng = np.random.default_rng(0)
-    noisy = {t: m + rng.normal(scale=np.std(gen_task.train.targets[t]), size=m.shape)
-             for t, m in mean.items()}
-    assert not beats_constant(held_out_scores(gen_task, noisy))
-
-
-def _twin_gaps(task, model) -> np.ndarray:
-    twins = test_targets(task)["twins"]
+def _twin_gaps(task, model, kind: str = "permutation") -> np.ndarray:
+    answers = test_targets(task)
+    twins = {t: o for t, o in answers["twins"].items() if answers["twin_kinds"][t] == kind}
     assert twins
     out = classic.outputs(model, task.test)
     pos = {i: k for k, i in enumerate(task.test.ids)}
@@ -113,8 +82,14 @@ def test_deterministic_given_seed(gen_task):
 
 def test_standardised_with_train_statistics_only(gen_task, trained):
     model, _ = trained("statnn")
-    x = classic.raw_features("statnn", gen_task.train)
+    x = classic.raw_features("statnn", gen_task.train).astype(np.float64)
     np.testing.assert_allclose(model.standardizer.mean, x.mean(0), rtol=1e-5, atol=1e-6)
+    std = x.std(0)
+    np.testing.assert_allclose(model.standardizer.std, np.where(std > 1e-8, std, 1.0), rtol=1e-5, atol=1e-6)
+    # ... and statistics over every part would be other numbers: the checks above can tell.
+    every = np.concatenate([x, *(classic.raw_features("statnn", p) for p in (gen_task.val, gen_task.test))])
+    assert not np.allclose(every.mean(0), x.mean(0), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(every.std(0), std, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["classification", "retrieval"])

@@ -98,7 +98,8 @@ def test_a_leaderboard_file_that_is_not_a_database_is_named(capsys, tmp_path):
 
 def test_options_that_do_not_go_together_are_a_usage_mistake(capsys, tmp_path):
     db = tmp_path / "lb.sqlite"
-    run(capsys, "leaderboard", "show", "--db", db)  # no database: refused, and none made
+    code, _, err = run(capsys, "leaderboard", "show", "--db", db)  # no database: refused, and none made
+    assert code == 1 and _error(err).startswith(f"{db}: no leaderboard database there")
     assert not db.exists()
     from leaderboard.store import connect
 

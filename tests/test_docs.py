@@ -369,15 +369,25 @@ def test_the_toml_checker_loads_zoo_configs():
         check_toml(text.replace("num_networks = 48", "num_networks = -1"), "broken preset")
 
 
+def is_schema(doc) -> bool:
+    return isinstance(doc, dict) and str(doc.get("$id", "")).endswith("submission.schema.json")
+
+
 @pytest.mark.parametrize("block", blocks_of("json"))
 def test_json_block(block):
     try:
         doc = json.loads(block.text)
     except json.JSONDecodeError as e:
         pytest.fail(f"{block.where}: not JSON: {e}")
-    if str(doc.get("$id", "")).endswith("submission.schema.json"):
+    if is_schema(doc):
         shipped = json.loads((REPO_ROOT / "benchmark" / "submission.schema.json").read_text())
         assert doc == shipped, f"{block.where}: differs from benchmark/submission.schema.json"
+
+
+def test_the_schema_block_is_found():
+    # docs/submission.md shows the schema; without this, the comparison above could silently check nothing.
+    found = [b.where for b in ALL_BLOCKS if b.lang == "json" and is_schema(json.loads(b.text))]
+    assert found, "no json block with the submission schema's $id: did the docs or the detection change?"
 
 
 def test_every_block_has_a_known_language():

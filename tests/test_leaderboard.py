@@ -16,7 +16,7 @@ from scipy.stats import kendalltau
 from sklearn.metrics import f1_score, label_ranking_average_precision_score, r2_score
 
 from benchmark import metrics as task_metrics
-from benchmark.merging import loss_barrier
+from benchmark.merging import evaluate_pair, evaluation_data, loss_barrier
 from benchmark.submission import (
     SubmissionError,
     read_submission,
@@ -28,6 +28,7 @@ from benchmark.submission_format import FORMAT, jsonable
 from leaderboard import metrics as M
 from leaderboard.score import score_submission
 from leaderboard.store import add_result, connect, entries
+from zoo_builder.symmetry import KINDS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -431,7 +432,8 @@ def test_oracle_scores_tau_one_and_random_near_zero(tmp_path, tasks, zoo):
     for t in task.targets:
         assert best["metrics"][f"{t}/kendall_tau"]["value"] == pytest.approx(1.0)
         assert best["metrics"][f"{t}/r2"]["value"] == pytest.approx(1.0)
-        assert best["symmetry"][f"{t}/normalized_abs_diff"] == 0.0
+        for kind in KINDS:  # the tiny zoo's id split has twins of every kind
+            assert best["symmetry"][f"{kind}/{t}/normalized_abs_diff"] == 0.0
     n = len(answers(task)["ids"])
     assert best["metrics"]["test_acc/kendall_tau"]["n"] == n
     taus = []
@@ -443,22 +445,47 @@ def test_oracle_scores_tau_one_and_random_near_zero(tmp_path, tasks, zoo):
     assert abs(np.mean(taus)) < 0.3
 
 
+def test_consistency_is_reported_per_kind_of_twin(tmp_path, tasks, zoo):
+    """A method that respects permutations and sign flips but not rescaling is caught on scale twins only."""
+    task = tasks("generalization")
+    kinds = answers(task)["twin_kinds"]
+    preds = oracle(task)
+    for twin, kind in kinds.items():
+        if kind == "scale":
+            preds[twin] = {t: v + 0.25 for t, v in preds[twin].items()}
+    r = score_submission(write_submission(tmp_path / "s.json", task=task, method="scale-blind",
+                                          predictions=preds), zoo, resamples=20)
+    for t in task.targets:
+        assert r["symmetry"][f"scale/{t}/mean_abs_diff"] == pytest.approx(0.25)
+        assert r["symmetry"][f"permutation/{t}/mean_abs_diff"] == 0.0
+        assert r["symmetry"][f"sign/{t}/mean_abs_diff"] == 0.0
+        assert r["metrics"][f"{t}/kendall_tau"]["value"] == pytest.approx(1.0)  # twins are not primary items
+
+
 def test_oracle_classification_retrieval_and_merging(tmp_path, tasks, zoo):
     task = tasks("classification")
     r = score_submission(write_submission(tmp_path / "c.json", task=task, method="oracle",
                                           predictions=oracle(task)), zoo, resamples=50)
     assert r["metrics"]["dataset/accuracy"]["value"] == 1.0 == r["metrics"]["optimizer/macro_f1"]["value"]
-    assert r["symmetry"]["dataset/agreement"] == 1.0
+    assert all(r["symmetry"][f"{kind}/dataset/agreement"] == 1.0 for kind in KINDS)
     task = tasks("retrieval")
     r = score_submission(write_submission(tmp_path / "r.npz", task=task, method="oracle",
                                           predictions=oracle(task)), zoo, resamples=50)
     assert r["metrics"]["mAP"]["value"] == 1.0 and r["metrics"]["recall@1"]["value"] == 1.0
-    assert r["symmetry"]["mean_cosine"] == 1.0
+    assert [r["symmetry"][f"{kind}/mean_cosine"] for kind in KINDS] == pytest.approx([1.0] * 3)
     task = tasks("merging")
+    preds = oracle(task)
     r = score_submission(write_submission(tmp_path / "m.npz", task=task, method="oracle",
-                                          predictions=oracle(task)), zoo, resamples=50)
+                                          predictions=preds), zoo, resamples=50)
     assert r["metrics"]["unit_match_acc"]["value"] == 1.0
-    assert r["metrics"]["loss_barrier"]["value"] >= 0.0
+    # Scored over the real pairs, aligned as submitted (the identity): the per-pair definition's mean.
+    # (A barrier is never negative, so `>= 0` alone could not fail.)
+    dataset_of = dict(zip(zoo.final["network_id"], zoo.final["dataset"], strict=True))
+    part = task.test
+    barriers = [evaluate_pair(part.arch(p.id_a), part.params(p.id_a), part.params(p.id_b), preds[p.pair_id],
+                              *evaluation_data(zoo, dataset_of[p.id_a]))["loss_barrier"]
+                for p in answers(task)["pairs"]]
+    assert r["metrics"]["loss_barrier"]["value"] == pytest.approx(np.mean(barriers), abs=1e-4)
     assert r["metrics"]["acc_ratio"]["n"] == len(task.test.pairs)
     assert r["symmetry"] == {}
 
@@ -586,7 +613,7 @@ def test_all_checkpoints_submission_uses_id_at_epoch_keys(tmp_path, zoo):
     assert r["all_checkpoints"] is True
     assert r["metrics"]["test_acc/kendall_tau"]["value"] == pytest.approx(1.0)
     assert r["metrics"]["test_acc/kendall_tau"]["n"] == len(a["ids"]) > len(set(a["ids"]))
-    assert r["symmetry"]["test_acc/mean_abs_diff"] == 0.0
+    assert r["symmetry"]["permutation/test_acc/mean_abs_diff"] == 0.0
     bad = {k.split("@")[0]: v for k, v in preds.items()}
     with pytest.raises(SubmissionError, match="expected 'NETWORK_ID@EPOCH'"):
         write_submission(tmp_path / "t.json", task=task, method="m", predictions=bad)
@@ -612,10 +639,10 @@ def test_show_tables_bold_the_best_and_keep_the_latest_row(tmp_path):
     conn.close()
     md = render(rows, "markdown")
     # columns: acc_ratio, loss_barrier (lower is better), unit_match_acc, merged_acc, seeds, symmetry
-    assert "| a 1 | **0.950** | 0.400 ± 0.100 | – | – |  | n/a |" in md
-    assert "| b 1 | 0.800 | **0.200 ± 0.100** | – | – |  | n/a |" in md
+    assert "| a 1 | **0.950** | 0.400 ± 0.100 | – | – |  | n/a | n/a | n/a |" in md
+    assert "| b 1 | 0.800 | **0.200 ± 0.100** | – | – |  | n/a | n/a | n/a |" in md
     text = render(rows, "text")
-    assert "merging / id on zoo z" in text and "symmetry consistency" in text
+    assert "merging / id on zoo z" in text and "consistency/scale" in text
     assert json.loads(render(rows, "json"))["tables"][0]["metrics"][:2] == ["acc_ratio", "loss_barrier"]
 
 

@@ -165,18 +165,18 @@ def html_escape(s):
 
 def test_tables_hold_the_scored_methods(tmp_path, db):
     from leaderboard.html import render_site
-    from leaderboard.table import _symmetry_cell
+    from leaderboard.table import SYMMETRY_COLUMNS, symmetry_cells
 
     page = parse(render_site(_rows(db), tmp_path / "site").read_text(encoding="utf-8"))
     gen_id, gen_ood, retrieval = page.tables
     assert gen_id[0][:4] == ["method", "version", "test_acc/kendall_tau", "test_acc/r2"]
-    assert gen_id[0][-1] == "symmetry consistency"
+    assert tuple(gen_id[0][-3:]) == SYMMETRY_COLUMNS
     assert sorted(r[0] for r in gen_id[1:]) == sorted(["oracle", EVIL])
     oracle = next(r for r in gen_id[1:] if r[0] == "oracle")
     assert oracle[2] == "1.000 ± 0.050"
-    # the symmetry cell is the text table's (leaderboard.table decides which numbers it shows)
-    assert oracle[-1] == _symmetry_cell(next(r for r in _rows(db) if r["method"] == "oracle")["symmetry"])
-    assert oracle[-1].startswith("test_acc/")
+    # the symmetry cells are the text table's (leaderboard.table decides which numbers it shows)
+    assert oracle[-3:] == symmetry_cells(next(r for r in _rows(db) if r["method"] == "oracle")["symmetry"])
+    assert oracle[-3].startswith("test_acc/") and oracle[-2:] == ["n/a", "n/a"]
     assert [r[0] for r in gen_ood[1:]] == ["../../etc/passwd"]
     assert retrieval[0][2:5] == ["mAP", "recall@1", "recall@10"]
     assert retrieval[1][:5] == ["knn", "1", "0.600 ± 0.050", "0.700 ± 0.050", "–"]
@@ -238,12 +238,12 @@ def test_rows_over_seeds_show_mean_std_and_seed_count(tmp_path, monkeypatch):
     page_text = render_site(rows, out).read_text(encoding="utf-8")
     page = parse(page_text)
     [table] = page.tables
-    assert table[0][-2:] == ["seeds", "symmetry consistency"]
+    assert table[0][-4:] == ["seeds", "consistency/permutation", "consistency/scale", "consistency/sign"]
     r2_col = table[0].index("test_acc/r2")
     gnn, oracle = table[1:]
     mean, std = np.mean(r2), np.std(r2, ddof=1)
-    assert (gnn[0], gnn[r2_col], gnn[-2]) == ("gnn", f"{mean:.3f} ± {std:.3f}", "3")
-    assert (oracle[0], oracle[r2_col], oracle[-2]) == ("oracle", "1.000 ± 0.050", "")
+    assert (gnn[0], gnn[r2_col], gnn[-4]) == ("gnn", f"{mean:.3f} ± {std:.3f}", "3")
+    assert (oracle[0], oracle[r2_col], oracle[-4]) == ("oracle", "1.000 ± 0.050", "")
     assert html_escape(PLUS_MINUS) in page_text
     _check_images(page, out)
     [(values, (low, high))] = [b for b in bars if len(b[0]) == 2 and b[0][1] == 1.0]  # the r2 panel

@@ -255,7 +255,7 @@ def test_markdown_and_text_show_seeds_and_what_plus_minus_means(rows):
     md = render(rows, "markdown")
     assert PLUS_MINUS in md
     header = ["method", "acc_ratio", "loss_barrier", "unit_match_acc", "merged_acc", "seeds",
-              "symmetry consistency"]
+              "consistency/permutation", "consistency/scale", "consistency/sign"]
     assert "| " + " | ".join(header) + " |" in md
     ratio, barrier = [0.70, 0.95, 0.80], [0.5, 0.2, 0.4]
     a = (f"| a 1 | {np.mean(ratio):.3f} ± {np.std(ratio, ddof=1):.3f} | "

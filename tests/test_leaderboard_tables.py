@@ -6,7 +6,7 @@ import json
 
 from leaderboard.html import render_site
 from leaderboard.store import add_result, connect, entries
-from leaderboard.table import _symmetry_cell, group_rows, render
+from leaderboard.table import group_rows, render, symmetry_cells, symmetry_sort_values
 from zoobench.reproduce import summary_markdown
 
 SPLIT_A, SPLIT_B = "a" * 64, "b" * 64
@@ -77,8 +77,23 @@ def test_summary_keeps_the_item_sets_apart(tmp_path):
     assert "| a | 0.500 | – | 0.900 | – |" in md
 
 
-def test_symmetry_column_shows_mean_abs_diff_not_the_normalized_value():
-    sym = _result("a", 0.5, "1")["symmetry"]
-    assert _symmetry_cell(sym) == "test_acc/mean_abs_diff 0.002"
-    assert _symmetry_cell({"agreement": 1.0}) == "agreement 1.000"
-    assert _symmetry_cell({"mean_cosine": 0.25, "nearest_original": 1.0}) == "mean_cosine 0.250"
+def test_symmetry_columns_show_mean_abs_diff_per_kind_and_n_a_where_a_kind_has_no_twins():
+    sym = {"permutation/test_acc/mean_abs_diff": 0.0, "permutation/test_acc/normalized_abs_diff": 0.0,
+           "scale/test_acc/mean_abs_diff": 0.031, "scale/test_acc/normalized_abs_diff": 0.44}
+    assert symmetry_cells(sym) == ["test_acc/mean_abs_diff 0.000", "test_acc/mean_abs_diff 0.031", "n/a"]
+    assert symmetry_sort_values(sym) == ["0.0", "0.031", ""]
+    assert symmetry_cells({"sign/dataset/agreement": 0.5, "sign/optimizer/agreement": 1.0}) == [
+        "n/a", "n/a", "dataset/agreement 0.500, optimizer/agreement 1.000"]
+    cosine = {"scale/mean_cosine": 0.25, "scale/nearest_original": 1.0}
+    assert symmetry_cells(cosine)[1] == "mean_cosine 0.250"
+    assert symmetry_cells({}) == ["n/a"] * 3
+    # Rows scored before scale and sign twins existed: their unprefixed numbers are permutation's.
+    legacy = _result("a", 0.5, "1")["symmetry"]
+    assert symmetry_cells(legacy) == ["test_acc/mean_abs_diff 0.002", "n/a", "n/a"]
+    md = render(_rows_of(sym), "markdown")
+    assert "| consistency/permutation | consistency/scale | consistency/sign |" in md
+    assert "| test_acc/mean_abs_diff 0.000 | test_acc/mean_abs_diff 0.031 | n/a |" in md
+
+
+def _rows_of(sym):
+    return [{**_result("a", 0.5, "1"), "symmetry": sym, "zoo_name": "z", "zoo_fingerprint": "f" * 64}]

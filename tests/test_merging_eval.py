@@ -119,5 +119,7 @@ def test_batched_path_equals_per_pair_path_on_the_tiny_zoo(tiny_preset_zoo):
         perms = truth if truth is not None else random_permutations(permutation_spec(arch), rng)
         pairs.append(MergePair(arch, part.params(pair.id_a), part.params(pair.id_b), perms,
                                str(dataset_of[pair.id_a])))
+    # Real and synthetic pairs both compared (the zip in _assert_curves_match checks nothing on no pairs).
+    assert len(pairs) > len(part.pairs[:4]) > 0
     data = {ds: evaluation_data(zoo, ds) for ds in {p.data for p in pairs}}
     _assert_curves_match(interpolation_curves(pairs, data), pairs, data)

@@ -18,12 +18,13 @@ from nets import cnn, mlp, random_params
 from baselines import nfn
 from baselines.run import fit_predict, settings_for
 from benchmark import load_task
+from zoo_builder.architecture import ArchSpec
 from zoo_builder.permutation import apply_permutation, permutation_spec, random_permutations
 
 ATOL = 1e-5
 SENSITIVE = 1e-4  # 10x the tolerance: a real change, not rounding
-# Varied widths within a network, several depths, a CNN, and the shape of a 2-input INR.
-ARCHS = [mlp(7, 4), cnn(3, 4), mlp(6, 5, input_shape=(1, 1, 2))]
+# Varied widths within a network, several depths, a CNN, and a SIREN (2 coordinates in, C channels out).
+ARCHS = [mlp(7, 4), cnn(3, 4), ArchSpec("siren", (8, 8, 1), (6, 5), 1, "sine")]
 CFG = nfn.NFNConfig(kind="classification", outputs=(("dataset", 3),), hidden=6, layers=1, max_depth=3)
 
 
@@ -146,7 +147,7 @@ def test_layouts_share_np_parameters_and_keep_their_own_lifts(model_and_params):
     slots = set(variables["params"]["np_0"])
     assert {f"{s}_w" for s in ("h0", "h1", "h2", "head")} == {n for n in slots if n.endswith("_w")}
     signatures = {n.split("_")[1] for n in names if n.startswith("lift_")}
-    assert signatures == {"i16t1o3", "i2t9o3", "i2t1o3"}  # MLP 4x4x1, CNN 8x8x2, INR-shaped MLP
+    assert signatures == {"i16t1o3", "i2t9o3", "i2t1o1"}  # MLP 4x4x1, CNN 8x8x2, SIREN
 
 
 def test_smoke_fit_on_the_tiny_zoo(tiny_preset_zoo):

@@ -12,6 +12,7 @@ import pytest
 from baselines.classic import NEURAL as CLASSIC_NEURAL
 from baselines.run import MERGING_METHODS, PREDICTION_METHODS
 from benchmark.tasks import TASK_SPLITS
+from zoo_builder.symmetry import KINDS
 from zoobench import cli
 
 
@@ -84,10 +85,20 @@ def test_scores_show_the_symmetries(reproduced):
         assert _value(rows["naive"]["unit_match_acc"]) < 0.5
     for split in TASK_SPLITS["generalization"]:
         rows = tables[("generalization", split)]
-        for method in ("ng-gnn", "statnn", "statnn-gbt"):  # invariant by construction: twins agree
-            sym = rows[method]["symmetry consistency"]
+        for method in ("ng-gnn", "nfn-np", "statnn", "statnn-gbt"):  # permutation invariant by construction
+            sym = rows[method]["consistency/permutation"]
             assert "test_acc/mean_abs_diff 0.000" in sym, (method, sym)
-        assert "test_acc/mean_abs_diff 0.000" not in rows["flat-mlp"]["symmetry consistency"]
+        assert "test_acc/mean_abs_diff 0.000" not in rows["flat-mlp"]["consistency/permutation"]
+        for kind in KINDS:  # probe reads only the function: invariant to every kind there is
+            sym = rows["probe"][f"consistency/{kind}"]
+            assert sym == "n/a" or "test_acc/mean_abs_diff 0.000" in sym, (split, kind, sym)
+    # The tiny zoo's id split has ReLU and tanh test networks: every method has a number for every
+    # kind of twin there. Merging uses no twins: n/a.
+    for task in ("generalization", "classification", "retrieval"):
+        for method, row in tables[(task, "id")].items():
+            for kind in KINDS:
+                assert row[f"consistency/{kind}"] != "n/a", (task, method, kind)
+    assert {row[f"consistency/{k}"] for row in tables[("merging", "id")].values() for k in KINDS} == {"n/a"}
 
 
 def test_page_and_plots(reproduced):

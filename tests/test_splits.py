@@ -28,13 +28,15 @@ from benchmark.splits import (
     read_split,
     split_fingerprint,
     split_path,
+    test_kinds,
     width_threshold,
     write_split,
 )
-from benchmark.twins import pick_twins
+from benchmark.twins import pick_twins, twin_id
 from zoo_builder.config import load_preset, sample_networks
 from zoo_builder.datasets import parse_dataset_name
 from zoo_builder.storage import MANIFEST, WEIGHTS_DIR, load_zoo, weights_fingerprint, write_manifest
+from zoo_builder.symmetry import KINDS, symmetry_kinds
 
 DATASETS = {"digits": "digits", "digits@perm1": "digits", "mnist5k": "mnist5k", "mnist1d": "mnist1d"}
 
@@ -154,12 +156,30 @@ def test_unknown_split_name_is_refused():
 
 def test_pick_twins_takes_a_tenth_at_least_one_deterministically():
     ids = [f"{i:016x}" for i in range(45)]
-    twins = pick_twins(ids, "material")
-    assert len(twins) == 5 and len(pick_twins(ids[:3], "material")) == 1 and pick_twins([], "m") == ()
-    assert twins == pick_twins(list(reversed(ids)), "material")
+    perm_only = dict.fromkeys(ids, ("permutation",))
+    twins = pick_twins(ids, "material", perm_only)
+    assert len(twins) == 5 and len(pick_twins(ids[:3], "material", perm_only)) == 1
+    assert pick_twins([], "m", {}) == ()
+    assert twins == pick_twins(list(reversed(ids)), "material", perm_only)
     assert {t.of for t in twins} <= set(ids) and not {t.id for t in twins} & set(ids)
-    assert len({t.seed for t in twins}) == 5
-    assert pick_twins(ids, "other material") != twins
+    assert len({t.seed for t in twins}) == 5 and {t.kind for t in twins} == {"permutation"}
+    assert pick_twins(ids, "other material", perm_only) != twins
+
+
+def test_pick_twins_of_each_kind_among_the_networks_that_admit_it():
+    ids = [f"{i:016x}" for i in range(60)]
+    # 30 relu (scale), 20 tanh (sign), 10 gelu (permutation only)
+    kinds_of = {i: ("permutation", "scale") if k < 30 else ("permutation", "sign") if k < 50
+                else ("permutation",) for k, i in enumerate(ids)}
+    twins = pick_twins(ids, "material", kinds_of)
+    by_kind = {kind: [t for t in twins if t.kind == kind] for kind in KINDS}
+    assert {k: len(v) for k, v in by_kind.items()} == {"permutation": 6, "scale": 3, "sign": 2}
+    assert all(t.kind in kinds_of[t.of] for t in twins)
+    assert len({t.id for t in twins}) == len(twins) == len({t.seed for t in twins})
+    # Adding kinds leaves the permutation twins (ids, seeds) as they were.
+    assert tuple(by_kind["permutation"]) == pick_twins(ids, "material", dict.fromkeys(ids, ("permutation",)))
+    # A kind no network admits has no twins, not one of a network that lacks it.
+    assert not [t for t in pick_twins(ids[50:], "material", kinds_of) if t.kind != "permutation"]
 
 
 # --------------------------------------------------------------------------- files on a real zoo
@@ -186,7 +206,7 @@ def test_get_split_writes_a_deterministic_file_next_to_the_zoo(zoo_dir):
         path.unlink()
         assert get_split(zoo_dir, split) == s and path.read_bytes() == first
         doc = json.loads(first)
-        assert doc["format"] == "zoobench-split" and doc["format_version"] == 1 and doc["split"] == split
+        assert doc["format"] == "zoobench-split" and doc["format_version"] == 2 and doc["split"] == split
         assert doc["zoo"] == {"name": "tiny", "weights_fingerprint": zoo.weights_fingerprint}
         assert doc["fingerprint"] == split_fingerprint(doc) == s.fingerprint
         assert get_split(zoo, split).path == path  # read back, not recomputed
@@ -206,10 +226,14 @@ def test_twins_of_a_split(zoo_dir):
     zoo = load_zoo(zoo_dir)
     for split in SPLITS:
         s = get_split(zoo, split)
-        n_test = len(s.parts["test"])
-        assert len(s.twins) == max(1, int(np.floor(0.1 * n_test + 0.5)))
-        assert {t.of for t in s.twins} <= set(s.parts["test"])
+        for kind in KINDS:
+            eligible = [i for i in s.parts["test"] if kind in symmetry_kinds(zoo.arch(i))]
+            mine = [t for t in s.twins if t.kind == kind]
+            assert len(mine) == (max(1, int(np.floor(0.1 * len(eligible) + 0.5))) if eligible else 0)
+            assert {t.of for t in mine} <= set(eligible)
         assert not {t.id for t in s.twins} & set(zoo.table["network_id"])
+    # The tiny preset's id split has twins of every kind.
+    assert {t.kind for t in get_split(zoo, "id").twins} == set(KINDS)
 
 
 @pytest.mark.parametrize("split", SPLITS)
@@ -240,7 +264,9 @@ def test_checked_in_splits_match_the_preset_configs(preset):
         parts, details = assign_parts(meta, split)
         assert shipped.zoo_name == preset and shipped.name == split
         assert shipped.parts == parts and shipped.details == details
-        assert shipped.twins == pick_twins(parts["test"], splits.seed_material(split, preset, parts))
+        kinds_of = {n.network_id: symmetry_kinds(n.arch) for n in sample_networks(load_preset(preset))}
+        material = splits.seed_material(split, preset, parts)
+        assert shipped.twins == pick_twins(parts["test"], material, kinds_of)
 
 
 def test_a_matching_checked_in_file_is_used(zoo_dir, tmp_path, monkeypatch):
@@ -300,8 +326,9 @@ def _rewrite(path: Path, edit, redo: str) -> None:
     edit(doc)
     if "twins" in redo:
         material = splits.seed_material(doc["split"], doc["zoo"]["name"], doc["parts"])
-        doc["twins"] = [{"id": t.id, "of": t.of, "seed": t.seed}
-                        for t in pick_twins(doc["parts"]["test"], material)]
+        kinds_of = test_kinds(load_zoo(path.parents[1]), doc["parts"])
+        doc["twins"] = [{"id": t.id, "of": t.of, "seed": t.seed, "kind": t.kind}
+                        for t in pick_twins(doc["parts"]["test"], material, kinds_of)]
     if "fingerprint" in redo:
         doc["fingerprint"] = split_fingerprint(doc)
     path.write_text(json.dumps(doc))
@@ -327,6 +354,14 @@ def _change_a_twin_seed(doc):
     doc["twins"][0]["seed"] += 1
 
 
+def _change_a_twin_kind(doc):
+    doc["twins"][0]["kind"] = "sign" if doc["twins"][0]["kind"] != "sign" else "scale"
+
+
+def _unknown_twin_kind(doc):
+    doc["twins"][0]["kind"] = "rotation"
+
+
 @pytest.mark.parametrize(("edit", "redo", "message"), [
     (_move_first_train_id_to_test, "", "fingerprint mismatch"),
     (_move_first_train_id_to_test, "fingerprint", "do not derive from the split"),
@@ -334,6 +369,8 @@ def _change_a_twin_seed(doc):
     (_drop_a_network, "twins fingerprint", "1 of the zoo's networks are in no part"),
     (_twin_of_a_train_network, "fingerprint", "is not a test network"),
     (_change_a_twin_seed, "fingerprint", "do not derive from the split"),
+    (_change_a_twin_kind, "fingerprint", "do not derive from the split"),
+    (_unknown_twin_kind, "fingerprint", "kind 'rotation'; expected one of"),
 ])
 def test_an_edited_split_file_is_caught(zoo_dir, edit, redo, message):
     zoo = load_zoo(zoo_dir)
@@ -342,6 +379,45 @@ def test_an_edited_split_file_is_caught(zoo_dir, edit, redo, message):
     with pytest.raises(SplitError, match=message) as e:
         get_split(zoo, "id")
     assert str(e.value).startswith(f"{path}: ")
+
+
+def test_a_twin_of_a_kind_its_architecture_lacks_is_refused(zoo_dir):
+    zoo = load_zoo(zoo_dir)
+    path = get_split(zoo, "id").path
+    doc = json.loads(path.read_text())
+    material = splits.seed_material("id", "tiny", doc["parts"])
+    gelu = next(i for i in doc["parts"]["test"] if zoo.arch(i).activation in ("gelu", "sigmoid"))
+    doc["twins"].append({"id": twin_id(material, gelu, "scale"), "of": gelu, "kind": "scale",
+                         "seed": splits.twin_seed(material, gelu, "scale")})
+    doc["fingerprint"] = split_fingerprint(doc)
+    path.write_text(json.dumps(doc))
+    with pytest.raises(SplitError, match=f"is a scale twin of {gelu}, whose architecture .* admits only "
+                                         r"\['permutation'\]"):
+        get_split(zoo, "id")
+
+
+def test_a_version_1_split_file_is_upgraded_keeping_its_parts(zoo_dir):
+    """Version 1 held permutation twins only: its parts stay, its twins are re-derived, the file rewritten."""
+    zoo = load_zoo(zoo_dir)
+    current = get_split(zoo, "id")
+    doc = json.loads(current.path.read_text())
+    doc["format_version"] = 1
+    doc["parts"]["train"], doc["parts"]["val"] = doc["parts"]["val"], doc["parts"]["train"]  # not the rule's
+    material = splits.seed_material("id", "tiny", doc["parts"])
+    doc["twins"] = [{"id": t.id, "of": t.of, "seed": t.seed} for t in pick_twins(
+        doc["parts"]["test"], material, dict.fromkeys(doc["parts"]["test"], ("permutation",)))]
+    doc["fingerprint"] = split_fingerprint(doc)
+    current.path.write_text(json.dumps(doc))
+    old = read_split(current.path)
+    assert old.format_version == 1 and {t.kind for t in old.twins} == {"permutation"}
+    with pytest.raises(ValueError, match="upgrade it"):
+        write_split(old, zoo_dir / "copy.json")
+    upgraded = get_split(zoo, "id")
+    assert upgraded.parts == old.parts != current.parts and upgraded.format_version == 2
+    assert {t for t in upgraded.twins if t.kind == "permutation"} == set(old.twins)
+    assert {t.kind for t in upgraded.twins} == set(KINDS)
+    assert json.loads(current.path.read_text())["format_version"] == 2
+    assert get_split(zoo, "id") == upgraded
 
 
 @pytest.mark.parametrize("content", [b"{not json", b"", b"\xff\xfe", b"[]", b'{"format": "zoobench-zoo"}'])

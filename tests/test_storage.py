@@ -303,7 +303,7 @@ def test_a_version_1_zoo_is_read_as_before(zoo_copy, tiny_zoo):
     """Version 2 added `padding` and `input_scaling`; a version-1 zoo has neither: SAME, standardised."""
     path = zoo_copy / MANIFEST
     manifest = json.loads(path.read_text())
-    assert manifest["format_version"] == FORMAT_VERSION == 2
+    assert manifest["format_version"] == FORMAT_VERSION == 3
     write_manifest(zoo_copy, {**manifest, "format_version": 1})
     old, new = load_zoo(zoo_copy), load_zoo(tiny_zoo)
     assert "padding" not in old.table.columns and "input_scaling" not in old.manifest["config"]["zoo"]

@@ -31,6 +31,7 @@ from zoo_builder.architecture import ArchSpec, apply
 from zoo_builder.files import sha256_file
 from zoo_builder.permutation import apply_permutation, permutation_spec
 from zoo_builder.storage import MANIFEST, TABLE, load_zoo, read_table, write_manifest, write_table
+from zoo_builder.symmetry import KINDS, symmetry_kinds
 from zoobench import cli
 
 COMBOS = [(name, split) for name in TASKS for split in TASK_SPLITS[name]]
@@ -168,18 +169,34 @@ def test_test_targets_is_not_collected_as_a_test(tmp_path):
 @pytest.mark.parametrize("split", ["id", "ood-width", "ood-task"])
 def test_twins_compute_their_originals_function_with_other_weights(zoo, split):
     task = load_task("generalization", zoo, split)
-    twins = tasks.test_targets(task)["twins"]
-    assert twins
+    answers = tasks.test_targets(task)
+    twins, kinds = answers["twins"], answers["twin_kinds"]
+    assert twins and set(kinds) == set(twins) and set(kinds.values()) <= set(KINDS)
     for twin, original in twins.items():
         arch = zoo.arch(original)
+        assert kinds[twin] in symmetry_kinds(arch), (twin, kinds[twin], arch.activation)
         x, _ = evaluation_data(zoo, zoo.row(original)["dataset"])
         ours, theirs = task.test.params(twin), zoo.params(original)
         assert task.test.arch(twin) == arch
-        np.testing.assert_allclose(np.asarray(apply(arch, ours, x)), np.asarray(apply(arch, theirs, x)),
-                                   atol=1e-5, rtol=0)
+        y_twin, y = np.asarray(apply(arch, ours, x)), np.asarray(apply(arch, theirs, x))
+        assert np.max(np.abs(y_twin - y)) <= 1e-5 * np.max(np.abs(y)), (kinds[twin], twin)
         assert any(not np.array_equal(a[k], b[k]) for a, b in zip(ours, theirs, strict=True) for k in a)
         index = task.test.ids.index(twin)
         assert task.test.networks()[index][0][0]["kernel"].shape == theirs[0]["kernel"].shape
+    if split == "id":  # the tiny preset has ReLU, tanh and gelu/sigmoid networks: twins of every kind
+        assert set(kinds.values()) == set(KINDS)
+
+
+def test_twin_kinds_differ_in_what_they_change(zoo):
+    """Permutation twins keep each layer's multiset of weights; scale twins do not; sign twins keep |w|."""
+    answers = tasks.test_targets(task := load_task("generalization", zoo))
+    for twin, kind in answers["twin_kinds"].items():
+        ours, theirs = task.test.params(twin), zoo.params(answers["twins"][twin])
+        def values(params, f=lambda w: w):
+            return np.sort(f(np.ravel(params[0]["kernel"])))
+
+        assert np.array_equal(values(ours), values(theirs)) == (kind == "permutation"), kind
+        assert np.allclose(values(ours, np.abs), values(theirs, np.abs)) == (kind != "scale"), kind
 
 
 def test_a_part_loads_only_its_own_networks(zoo):
@@ -282,7 +299,8 @@ def test_diverged_networks_are_left_out_unless_asked(tiny_preset_zoo, tmp_path):
         task = load_task(name, root)
         answers = tasks.test_targets(task)
         assert gone not in set(task.train.ids) | set(task.val.ids) | set(answers["ids"])
-        assert gone not in answers["twins"].values() and len(task.test) == len(answers["ids"])
+        assert gone not in answers["twins"].values()
+        assert len(task.test) == len(answers["ids"]) + len(answers["twins"])
         assert all(gone not in (p.id_a, p.id_b) for part in task.parts for p in part.pairs)
         kept = load_task(name, root, include_diverged=True)
         assert gone in tasks.test_targets(kept)["ids"]
@@ -432,6 +450,7 @@ def test_cli_tasks_prints_one_json_document(zoo_dir, capsys):
     assert set(doc["tasks"]["merging"]) == {"id", "ood-width"}
     gen = doc["tasks"]["generalization"]["id"]
     assert gen["train"] + gen["val"] + gen["test"] == 48 and gen["twins"] >= 1
+    assert set(gen["twins_by_kind"]) == set(KINDS) and sum(gen["twins_by_kind"].values()) == gen["twins"]
     assert doc["tasks"]["merging"]["id"]["pairs"]["test"] >= 1
     assert cli.main(["tasks", str(zoo_dir)]) == 0
     text = capsys.readouterr().out

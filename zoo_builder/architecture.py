@@ -6,6 +6,11 @@ A network is an `ArchSpec` plus its parameters as a list of layers, each a dict
 * MLP: the input image is flattened in (H, W, C) row-major order; layer ``i`` has
   ``kernel`` of shape (fan_in, fan_out) and ``bias`` (fan_out,), the last layer is
   the classifier head.
+* SIREN (an implicit neural representation of one image): an MLP from a pixel's
+  coordinates in [-1, 1]^2 to its intensity, ``h = sin(omega0 * (h @ kernel + bias))``
+  after every hidden layer, then a linear head plus the spec's constant
+  ``output_offset`` (0.5 for DWSNets' INRs; part of the function, not a parameter).
+  ``input_shape`` is the (H, W, C) of the image it represents; it outputs C channels.
 * CNN (Small CNN Zoo style): ``depth`` conv layers with 3x3 kernels in HWIO order
   ``(k, k, c_in, c_out)``, stride 2, each followed by the activation; then global
   average pooling and a dense head ``(c_last, num_classes)``. The padding is the
@@ -29,15 +34,53 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-FAMILIES = ("mlp", "cnn")
+FAMILIES = ("mlp", "cnn", "siren")
+CLASSIFIER_FAMILIES = ("mlp", "cnn")  # what a classifier zoo config draws; SIRENs are INR zoos
+# sin(x) to float32 accuracy (see `sine`); odd, like tanh, so a SIREN has sign-flip symmetries.
+SINE = "sine"
+# The SIREN paper's omega0: hidden pre-activations are scaled by it before the sine.
+DEFAULT_OMEGA0 = 30.0
+COORDINATE_DIMS = 2  # a SIREN's input: one pixel's (row, column) in [-1, 1]^2
+
+# Cody-Waite range reduction by 2*pi: the high part has 8 significant bits, so k * high is
+# exact for |k| < 2^16 (|x| < 4e5).
+_TWO_PI_HIGH = np.float32(6.28125)
+_TWO_PI_LOW = np.float32(2 * np.pi - 6.28125)
+_INV_TWO_PI = np.float32(1 / (2 * np.pi))
+_PI, _HALF_PI = np.float32(np.pi), np.float32(np.pi / 2)
+# Taylor coefficients of sin on [-pi/2, pi/2] up to x^11: error under 6e-8 there.
+_SINE_TERMS = tuple(np.float32(1 / math.factorial(n)) for n in (3, 5, 7, 9, 11))
+
+
+def sine(x: jax.Array) -> jax.Array:
+    """sin(x) in float32 arithmetic only: within 3e-7 of sin for |x| < 300.
+
+    Why not `jnp.sin`: XLA's CPU sine is its slowest elementwise op, and fitting
+    SIRENs is mostly sines (2.5x faster fits on a CPU). Range reduction to
+    [-pi, pi], a fold onto [-pi/2, pi/2] and an odd polynomial; autodiff through it
+    gives cos to within 6e-7. The same on every backend.
+    """
+    k = jnp.round(x * _INV_TWO_PI)
+    r = (x - k * _TWO_PI_HIGH) - k * _TWO_PI_LOW
+    r = jnp.where(r > _HALF_PI, _PI - r, jnp.where(r < -_HALF_PI, -_PI - r, r))
+    r2 = r * r
+    p = _SINE_TERMS[-1]
+    for c in reversed(_SINE_TERMS[:-1]):
+        p = c - r2 * p
+    return r - r * r2 * p
+
+
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": jax.nn.relu,
     "tanh": jnp.tanh,
     "gelu": jax.nn.gelu,
     "sigmoid": jax.nn.sigmoid,
     "leaky_relu": jax.nn.leaky_relu,
+    SINE: sine,
 }
 ACTIVATION_NAMES = tuple(ACTIVATIONS)
+# What a classifier (MLP, CNN) may use; a SIREN uses `SINE` only.
+CLASSIFIER_ACTIVATIONS = tuple(a for a in ACTIVATION_NAMES if a != SINE)
 KERNEL_SIZE = 3
 STRIDE = 2
 # Conv padding as XLA and Keras name it: SAME pads so that out = ceil(in / stride);
@@ -46,8 +89,8 @@ PADDINGS = ("SAME", "VALID")
 DEFAULT_PADDING = "SAME"
 # Limits of the zoo's design space; also the shape at which initial weights are drawn,
 # so a network's initial weights do not depend on how wide its training bucket is.
-DEPTH_RANGE = {"mlp": (1, 4), "cnn": (2, 4)}
-WIDTH_RANGE = {"mlp": (4, 128), "cnn": (4, 32)}
+DEPTH_RANGE = {"mlp": (1, 4), "cnn": (2, 4), "siren": (1, 4)}
+WIDTH_RANGE = {"mlp": (4, 128), "cnn": (4, 32), "siren": (4, 256)}
 
 Params = list[dict[str, jax.Array]]
 
@@ -57,12 +100,15 @@ class ArchSpec:
     """What a network is, independent of its weights.
 
     Attributes:
-      family: "mlp" or "cnn".
-      input_shape: (H, W, C) of one input.
-      hidden: widths of the hidden layers (MLP) or channels of the conv layers (CNN).
-      num_classes: width of the output layer.
-      activation: name in `ACTIVATIONS`.
-      padding: CNN conv padding, one of `PADDINGS`; an MLP has the default.
+      family: "mlp", "cnn" or "siren".
+      input_shape: (H, W, C) of one input; of a SIREN, of the image it represents
+        (its inputs are coordinates: `input_dims`).
+      hidden: widths of the hidden layers (MLP, SIREN) or channels of the conv layers (CNN).
+      num_classes: width of the output layer (a SIREN's: the image's C channels).
+      activation: name in `ACTIVATIONS` ("sine" for a SIREN, and only there).
+      padding: CNN conv padding, one of `PADDINGS`; an MLP or SIREN has the default.
+      omega0: SIREN only: the frequency scale of every hidden layer, sin(omega0 * z).
+      output_offset: SIREN only: a constant added to the output (0.5 in DWSNets' INRs).
     """
 
     family: str
@@ -71,6 +117,8 @@ class ArchSpec:
     num_classes: int
     activation: str
     padding: str = DEFAULT_PADDING
+    omega0: float = DEFAULT_OMEGA0
+    output_offset: float = 0.0
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -79,6 +127,17 @@ class ArchSpec:
             raise ValueError(
                 f"activation must be one of {ACTIVATION_NAMES}, got {self.activation!r}"
             )
+        if (self.family == "siren") != (self.activation == SINE):
+            raise ValueError(f"a SIREN has activation {SINE!r} and only a SIREN has it; got family "
+                             f"{self.family!r} with activation {self.activation!r}")
+        object.__setattr__(self, "omega0", float(self.omega0))
+        object.__setattr__(self, "output_offset", float(self.output_offset))
+        if self.family != "siren" and (self.omega0, self.output_offset) != (DEFAULT_OMEGA0, 0.0):
+            raise ValueError(f"omega0 and output_offset apply to SIRENs; a {self.family} has the defaults "
+                             f"({DEFAULT_OMEGA0}, 0.0), got ({self.omega0}, {self.output_offset})")
+        if not (math.isfinite(self.omega0) and self.omega0 > 0 and math.isfinite(self.output_offset)):
+            raise ValueError(f"omega0 must be positive and output_offset finite, got {self.omega0} and "
+                             f"{self.output_offset}")
         if not self.hidden or any(int(w) < 1 for w in self.hidden):
             raise ValueError(f"hidden widths must be positive integers, got {self.hidden}")
         if len(self.input_shape) != 3 or any(int(d) < 1 for d in self.input_shape):
@@ -87,9 +146,12 @@ class ArchSpec:
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
         if self.padding not in PADDINGS:
             raise ValueError(f"padding must be one of {PADDINGS}, got {self.padding!r}")
-        if self.family == "mlp" and self.padding != DEFAULT_PADDING:
-            raise ValueError(f"padding applies to CNNs; an MLP has padding {DEFAULT_PADDING!r}, "
+        if self.family != "cnn" and self.padding != DEFAULT_PADDING:
+            raise ValueError(f"padding applies to CNNs; a {self.family} has padding {DEFAULT_PADDING!r}, "
                              f"got {self.padding!r}")
+        if self.family == "siren" and self.num_classes != self.input_shape[2]:
+            raise ValueError(f"a SIREN outputs its image's {self.input_shape[2]} channel(s) "
+                             f"(input_shape {self.input_shape}), got num_classes {self.num_classes}")
         if self.family == "cnn" and min(self.feature_sizes()[-1]) < 1:
             raise ValueError(f"input_shape {self.input_shape} is too small for {self.depth} {self.padding} "
                              f"stride-{STRIDE} {KERNEL_SIZE}x{KERNEL_SIZE} convolutions: the feature maps "
@@ -97,8 +159,13 @@ class ArchSpec:
 
     @property
     def depth(self) -> int:
-        """Number of hidden layers (MLP) or conv layers (CNN)."""
+        """Number of hidden layers (MLP, SIREN) or conv layers (CNN)."""
         return len(self.hidden)
+
+    @property
+    def input_dims(self) -> tuple[int, ...]:
+        """The shape of one input to `apply`: `input_shape`, but a SIREN's is one coordinate pair (2,)."""
+        return (COORDINATE_DIMS,) if self.family == "siren" else self.input_shape
 
     @property
     def num_layers(self) -> int:
@@ -115,9 +182,9 @@ class ArchSpec:
         """(kernel shape, bias shape) of every layer, in order."""
         h, w, c = self.input_shape
         shapes = []
-        fan_in = h * w * c if self.family == "mlp" else c
+        fan_in = {"mlp": h * w * c, "cnn": c, "siren": COORDINATE_DIMS}[self.family]
         for width in self.hidden:
-            if self.family == "mlp":
+            if self.family != "cnn":
                 shapes.append(((fan_in, width), (width,)))
             else:
                 shapes.append(((KERNEL_SIZE, KERNEL_SIZE, fan_in, width), (width,)))
@@ -129,7 +196,8 @@ class ArchSpec:
         return sum(math.prod(k) + math.prod(b) for k, b in self.layer_shapes())
 
     def to_dict(self) -> dict:
-        """A JSON object; `padding` only when not the default, so network ids hashed from it stay put."""
+        """A JSON object; `padding` only when not the default and `omega0`, `output_offset` only for a
+        SIREN, so the ids of networks hashed from it stay put."""
         d = {
             "family": self.family,
             "input_shape": list(self.input_shape),
@@ -139,6 +207,8 @@ class ArchSpec:
         }
         if self.padding != DEFAULT_PADDING:
             d["padding"] = self.padding
+        if self.family == "siren":
+            d["omega0"], d["output_offset"] = self.omega0, self.output_offset
         return d
 
     @classmethod
@@ -150,6 +220,8 @@ class ArchSpec:
             num_classes=int(d["num_classes"]),
             activation=d["activation"],
             padding=d.get("padding", DEFAULT_PADDING),
+            omega0=d.get("omega0", DEFAULT_OMEGA0),
+            output_offset=d.get("output_offset", 0.0),
         )
 
 
@@ -229,11 +301,26 @@ def forward(
     return h @ head["kernel"] + head["bias"]
 
 
+def siren_forward(params: Params, x: jax.Array, omega0: float, output_offset: float = 0.0) -> jax.Array:
+    """A SIREN's output (B, C) at coordinates `x` (B, 2): sine layers, a linear head, the offset."""
+    h = x
+    for layer in params[:-1]:
+        h = sine(omega0 * (h @ layer["kernel"] + layer["bias"]))
+    head = params[-1]
+    return h @ head["kernel"] + head["bias"] + output_offset
+
+
 def apply(arch: ArchSpec, params: Params, x: jax.Array | np.ndarray) -> jax.Array:
-    """Logits of network `arch` with canonical `params` on inputs (B, H, W, C)."""
+    """Outputs of network `arch` with canonical `params` on inputs of shape (B, *arch.input_dims).
+
+    A classifier's logits for images (B, H, W, C); a SIREN's intensities (B, C) at
+    coordinates (B, 2) in [-1, 1]^2. Differentiable in `x` and `params`.
+    """
     x = jnp.asarray(x, jnp.float32)
-    if x.shape[1:] != arch.input_shape:
-        raise ValueError(f"input shape {x.shape[1:]} does not match the network's {arch.input_shape}")
+    if x.shape[1:] != arch.input_dims:
+        raise ValueError(f"input shape {x.shape[1:]} does not match the network's {arch.input_dims}")
+    if arch.family == "siren":
+        return siren_forward(params, x, arch.omega0, arch.output_offset)
     return forward(arch.family, params, x, ACTIVATIONS[arch.activation], padding=arch.padding)
 
 

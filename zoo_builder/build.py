@@ -4,7 +4,8 @@ A build is a deterministic list of chunks (networks of one `GroupKey`, sorted by
 training-set size so a chunk wastes few masked steps). Each finished chunk is
 written at once (weights, then its table part), so an interrupted build resumes
 by skipping finished chunks. `--shard I/N` trains chunks ``j`` with ``j % N == I``;
-`merge_zoos` joins the shards into the zoo a single build writes.
+`merge_zoos` joins the shards into the zoo a single build writes. An INR zoo
+(`InrConfig`) is built the same way, its chunks fitted by `zoo_builder.inr`.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from zoo_builder import storage
-from zoo_builder.config import NetworkConfig, ZooConfig, config_from_dict, sample_networks
+from zoo_builder import inr, storage
+from zoo_builder.config import InrConfig, NetworkConfig, ZooConfig, config_from_dict, sample_networks
 from zoo_builder.datasets import Dataset, load_dataset
 from zoo_builder.files import atomic_path, sha256_file, write_json
 from zoo_builder.population import (
     GroupKey,
     PopulationTrainer,
+    Timer,
     group_key,
     init_population,
     net_arrays,
@@ -47,6 +49,19 @@ class Chunk:
     name: str
     key: GroupKey
     nets: tuple[NetworkConfig, ...]
+
+    @property
+    def group(self) -> str:
+        return self.key.label()
+
+
+@dataclasses.dataclass(frozen=True)
+class InrChunk:
+    """INRs fitted together: consecutive in index order, one architecture and fitting config."""
+
+    name: str
+    group: str
+    nets: tuple[inr.InrSpec, ...]
 
 
 def load_zoo_datasets(cfg: ZooConfig) -> dict[str, Dataset]:
@@ -130,7 +145,7 @@ def _chunk_done(root: Path, chunk: Chunk) -> bool:
     return sha_file.read_text().strip() == sha256_file(weights)
 
 
-def _write_chunk(root: Path, chunk: Chunk, result: dict, table: pd.DataFrame) -> None:
+def _write_chunk(root: Path, chunk: Chunk | InrChunk, result: dict, table: pd.DataFrame) -> None:
     tensors = {}
     for epoch, (params, _) in result["checkpoints"].items():
         for i, layer in enumerate(params):
@@ -138,7 +153,7 @@ def _write_chunk(root: Path, chunk: Chunk, result: dict, table: pd.DataFrame) ->
                 tensors[storage.tensor_name(epoch, i, param)] = np.asarray(value, np.float32)
     weights = root / storage.WEIGHTS_DIR / f"{chunk.name}.safetensors"
     # One metadata key: safetensors writes its metadata map in no fixed order.
-    meta = {"zoobench": json.dumps({"group": chunk.key.label(),
+    meta = {"zoobench": json.dumps({"group": chunk.group,
                                     "network_ids": [n.network_id for n in chunk.nets]}, sort_keys=True)}
     storage.write_weights(weights, tensors, meta)
     storage.write_table(root / PARTS_DIR / f"{chunk.name}.parquet", table)
@@ -174,7 +189,7 @@ def dataset_records(datasets: dict[str, Dataset]) -> dict[str, dict]:
             for name, ds in datasets.items()}
 
 
-def _finalize(root: Path, cfg: ZooConfig, datasets: dict[str, dict], table: pd.DataFrame,
+def _finalize(root: Path, cfg: ZooConfig | InrConfig, datasets: dict[str, dict], table: pd.DataFrame,
               shard: tuple[int, int] | None, build_info: dict) -> dict:
     table = table.sort_values(["index", "epoch"]).reset_index(drop=True)
     storage.write_table(root / storage.TABLE, table)
@@ -198,7 +213,7 @@ def _finalize(root: Path, cfg: ZooConfig, datasets: dict[str, dict], table: pd.D
     return manifest
 
 
-def _check_target(root: Path, cfg: ZooConfig, shard) -> None:
+def _check_target(root: Path, cfg: ZooConfig | InrConfig, shard) -> None:
     """Refuse to resume into a directory built from another config or shard."""
     stamp = root / PARTS_DIR / "config.json"
     want = {"config_fingerprint": cfg.fingerprint(), "shard": list(shard) if shard else None}
@@ -224,13 +239,13 @@ class BuildReport:
     manifest: dict
 
 
-def build_zoo(cfg: ZooConfig, out: str | Path, shard: tuple[int, int] | None = None,
+def build_zoo(cfg: ZooConfig | InrConfig, out: str | Path, shard: tuple[int, int] | None = None,
               progress: bool = True, devices=None,
               on_chunk: Callable[[Chunk], None] | None = None) -> BuildReport:
     """Build (or resume, or reuse) the zoo of `cfg` in directory `out`.
 
     Args:
-      cfg: the zoo config.
+      cfg: the zoo config (of classifiers, or of INRs).
       out: target directory; finished chunks already there are kept.
       shard: (I, N) to build only chunks j with j % N == I.
       progress: show a progress bar (networks/s and ETA) on stderr.
@@ -257,6 +272,8 @@ def build_zoo(cfg: ZooConfig, out: str | Path, shard: tuple[int, int] | None = N
     root.mkdir(parents=True, exist_ok=True)
     _check_target(root, cfg, shard)
     _remove_leftovers(root)
+    if isinstance(cfg, InrConfig):
+        return _build_inr(cfg, root, shard, progress, devices, on_chunk, t0)
 
     nets = sample_networks(cfg)
     datasets = load_zoo_datasets(cfg)
@@ -294,19 +311,107 @@ def build_zoo(cfg: ZooConfig, out: str | Path, shard: tuple[int, int] | None = N
             on_chunk(chunk)
     bar.close()
 
-    parts = [storage.read_table(root / PARTS_DIR / f"{c.name}.parquet") for c in chunks]
-    table = pd.concat(parts, ignore_index=True) if parts else _rows_empty()
-    compile_s = trainer.timer.compile_s if trainer else 0.0
-    compile_wait_s = trainer.timer.compile_wait_s if trainer else 0.0
-    run_s = trainer.timer.run_s if trainer else 0.0
+    return _finish_build(root, cfg, chunks, todo, trainer, datasets, shard, devices, t0)
 
+
+def _finish_build(root: Path, cfg: ZooConfig | InrConfig, chunks, todo, trainer, datasets: dict[str, Dataset],
+                  shard, devices, t0: float) -> BuildReport:
+    """Join every chunk's table part and write the manifest: the end of any build."""
+    required = storage.required_columns(cfg.to_dict())
+    parts = [storage.read_table(root / PARTS_DIR / f"{c.name}.parquet", required) for c in chunks]
+    table = pd.concat(parts, ignore_index=True) if parts else _rows_empty()
+    timer = trainer.timer if trainer else Timer()
     build_info = {"devices": [str(d) for d in (devices or jax.local_devices())],
-                  "compile_s": round(compile_s, 3), "compile_wait_s": round(compile_wait_s, 3),
-                  "run_s": round(run_s, 3),
+                  "compile_s": round(timer.compile_s, 3), "compile_wait_s": round(timer.compile_wait_s, 3),
+                  "run_s": round(timer.run_s, 3),
                   "wall_s": round(time.perf_counter() - t0, 3), "chunks": len(chunks)}
     manifest = _finalize(root, cfg, dataset_records(datasets), table, shard, build_info)
     return BuildReport(root, manifest["num_networks"], len(todo), len(chunks) - len(todo),
-                       compile_s, run_s, time.perf_counter() - t0, manifest)
+                       timer.compile_s, timer.run_s, time.perf_counter() - t0, manifest)
+
+
+def plan_inr_chunks(cfg: InrConfig, specs: Sequence[inr.InrSpec]) -> list[InrChunk]:
+    """Consecutive INRs in chunks of at most `chunk_size`, as equal in size as can be (one compilation)."""
+    arch = cfg.arch()
+    group = f"siren-d{arch.depth}-w{max(arch.hidden)}"
+    n_chunks = max(1, -(-len(specs) // cfg.chunk_size))
+    return [InrChunk(f"{group}-{j:04d}", group, tuple(specs[i] for i in part))
+            for j, part in enumerate(np.array_split(np.arange(len(specs)), n_chunks)) if len(part)]
+
+
+def _inr_rows(chunk: InrChunk, result: dict, datasets: dict[str, Dataset], weights_file: str) -> pd.DataFrame:
+    rows = []
+    arch = chunk.nets[0].arch
+    fit = chunk.nets[0].fit
+    num_pixels = arch.input_shape[0] * arch.input_shape[1]
+    for r, spec in enumerate(chunk.nets):
+        div_step = int(result["diverged_step"][r])
+        for step, (_, m) in sorted(result["checkpoints"].items()):
+            diverged = bool(result["diverged"][r]) and div_step <= step
+            rows.append({
+                "network_id": spec.network_id,
+                "index": spec.index,
+                "config_id": spec.config_id,
+                "epoch": step,
+                "final": step == fit.steps,
+                "family": arch.family,
+                "depth": arch.depth,
+                "hidden": "-".join(map(str, arch.hidden)),
+                "max_width": max(arch.hidden),
+                "activation": arch.activation,
+                "n_params": arch.num_params(),
+                "omega0": arch.omega0,
+                "output_offset": arch.output_offset,
+                "init": fit.init,
+                "dataset": spec.dataset,
+                "dataset_base": datasets[spec.dataset].base,
+                "image_split": spec.image_split,
+                "image_index": spec.image_index,
+                "label": spec.label,
+                "optimizer": "adam",
+                "learning_rate": fit.learning_rate,
+                "batch_size": min(fit.batch_size or num_pixels, num_pixels),
+                "target_psnr": np.nan if fit.target_psnr is None else fit.target_psnr,
+                "epochs": fit.steps,
+                "seed": spec.seed,
+                "mse": float(m["mse"][r]),
+                "psnr": float(m["psnr"][r]),
+                "steps_taken": int(m["steps_taken"][r]),
+                "reached_target": bool(m["reached_target"][r]),
+                "status": "diverged" if diverged else "ok",
+                "diverged_epoch": div_step if diverged else 0,
+                "group": chunk.group,
+                "weights_file": weights_file,
+                "weights_row": r,
+            })
+    return pd.DataFrame(rows)
+
+
+def _build_inr(cfg: InrConfig, root: Path, shard, progress: bool, devices, on_chunk,
+               t0: float) -> BuildReport:
+    """`build_zoo` of an INR zoo, from the checks on `root` on: fit the chunks not done, then finalise."""
+    datasets = inr.load_inr_datasets(cfg)
+    specs = inr.inr_specs(cfg, datasets)
+    chunks = plan_inr_chunks(cfg, specs)
+    if shard is not None:
+        chunks = [c for j, c in enumerate(chunks) if j % shard[1] == shard[0]]
+    todo = [c for c in chunks if not _chunk_done(root, c)]
+    trainer = inr.InrTrainer(cfg.arch(), cfg.fit, population_mesh(devices)) if todo else None
+    pad_to = max((len(c.nets) for c in chunks), default=0)
+    total = sum(len(c.nets) for c in chunks)
+    bar = tqdm(total=total, initial=total - sum(len(c.nets) for c in todo), unit="inr",
+               desc=f"zoo {cfg.name}", disable=not progress, dynamic_ncols=True, smoothing=0.1)
+    for chunk in todo:
+        per_step = len(chunk.nets) / cfg.fit.steps
+        result = trainer.train(inr.init_population(chunk.nets), inr.targets_of(chunk.nets, datasets),
+                               np.array([s.seed for s in chunk.nets]), cfg.checkpoint_steps, pad_to=pad_to,
+                               on_steps=lambda k, p=per_step: bar.update(k * p))
+        rel = f"{storage.WEIGHTS_DIR}/{chunk.name}.safetensors"
+        _write_chunk(root, chunk, result, _inr_rows(chunk, result, datasets, rel))
+        if on_chunk is not None:
+            on_chunk(chunk)
+    bar.close()
+    return _finish_build(root, cfg, chunks, todo, trainer, datasets, shard, devices, t0)
 
 
 def _remove_leftovers(root: Path) -> None:
@@ -355,7 +460,7 @@ def merge_zoos(paths: Sequence[str | Path], out: str | Path) -> dict:
         for f in sorted((Path(p) / storage.WEIGHTS_DIR).glob("*.safetensors")):
             with atomic_path(root / storage.WEIGHTS_DIR / f.name) as tmp:
                 shutil.copyfile(f, tmp)
-        tables.append(storage.read_table(Path(p) / storage.TABLE))
+        tables.append(storage.read_table(Path(p) / storage.TABLE, storage.required_columns(first["config"])))
     cfg = config_from_dict(first["config"], source=str(Path(paths[0]) / storage.MANIFEST))
     build_info = {"merged_from": [str(p) for p in paths],
                   "shards": [m["build"] for m in manifests]}

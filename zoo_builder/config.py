@@ -5,6 +5,9 @@ the concrete `NetworkConfig` of every network. Network ``i`` is drawn from its
 own generator seeded with ``(zoo seed, i)``, so a network never depends on how
 many others are sampled, and its id is a hash of its own config: the same zoo
 config always yields the same networks and ids.
+
+An INR zoo (``[zoo] kind = "inr"``, `InrConfig`) is different: one SIREN per image
+of its datasets, all fitted alike; `zoo_builder.inr` lists its networks.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ import numpy as np
 
 from zoo_builder import datasets
 from zoo_builder.architecture import (
-    ACTIVATION_NAMES,
+    CLASSIFIER_ACTIVATIONS,
+    CLASSIFIER_FAMILIES,
+    DEFAULT_OMEGA0,
     DEPTH_RANGE,
-    FAMILIES,
     WIDTH_RANGE,
     ArchSpec,
 )
@@ -34,7 +38,13 @@ from zoo_builder.files import read_bounded
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
 INITS = ("he_normal", "glorot_normal", "lecun_normal", "glorot_uniform")
-PRESETS = ("tiny", "small", "paper")
+PRESETS = ("tiny", "small", "paper", "inr-tiny", "inr-small", "inr-paper")
+ZOO_KINDS = ("classifier", "inr")
+# A SIREN's initialisation: the SIREN paper's, or DWSNets' (which adds 0.5 to the output).
+INR_INITS = ("siren", "dwsnets")
+INR_OUTPUT_OFFSET = {"siren": 0.0, "dwsnets": 0.5}
+# The splits of a dataset whose images an INR zoo can represent.
+IMAGE_SPLITS = ("train", "test")
 # Bumped whenever training semantics change, so ids of networks trained differently differ.
 # 2: dropout masks are keyed by the unpadded layer's units, so they no longer depend on the bucket.
 TRAINING_VERSION = 2
@@ -112,6 +122,7 @@ class ZooConfig:
     mix_optimizers: bool = False
     replicates: int = 1
     source: str = "<dict>"
+    kind = "classifier"
 
     def to_dict(self) -> dict:
         """The config as the TOML document it came from (normalised)."""
@@ -200,6 +211,79 @@ class NetworkConfig:
     def network_id(self) -> str:
         blob = json.dumps(self.identity(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class InrFit:
+    """How every INR of a zoo is fitted: full-batch or coordinate mini-batch Adam.
+
+    Attributes:
+      init: one of `INR_INITS` (docs/parameters.md says what each draws).
+      steps: Adam steps at most.
+      learning_rate: Adam's.
+      batch_size: coordinates per step, or None for every pixel of the image.
+      target_psnr: stop an INR once its image's PSNR (dB) reaches it; None: never.
+    """
+
+    init: str
+    steps: int
+    learning_rate: float
+    batch_size: int | None = None
+    target_psnr: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class InrConfig:
+    """An INR zoo: one SIREN per selected image of each dataset, fitted by `fit`.
+
+    Attributes:
+      datasets: dataset names (as `zoo_builder.datasets.load_dataset` takes them).
+      input_shape: (H, W, C) the images are resized to; each SIREN outputs C channels.
+      images_per_class: split ("train", "test") -> how many images of each class get an
+        INR: the first ones of the split, or None for every image.
+      hidden, omega0: the SIRENs' hidden widths and frequency scale.
+      checkpoint_steps: steps at which parameters and PSNR are kept (the last is `fit.steps`).
+      chunk_size: INRs fitted together (one program, one weights file).
+    """
+
+    name: str
+    seed: int
+    datasets: tuple[str, ...]
+    input_shape: tuple[int, int, int]
+    images_per_class: Mapping[str, int | None]
+    hidden: tuple[int, ...]
+    omega0: float
+    fit: InrFit
+    checkpoint_steps: tuple[int, ...]
+    chunk_size: int
+    source: str = "<dict>"
+    kind = "inr"
+
+    def arch(self) -> ArchSpec:
+        """The architecture every INR of the zoo shares."""
+        return ArchSpec(family="siren", input_shape=self.input_shape, hidden=self.hidden,
+                        num_classes=self.input_shape[2], activation="sine", omega0=self.omega0,
+                        output_offset=INR_OUTPUT_OFFSET[self.fit.init])
+
+    def to_dict(self) -> dict:
+        """The config as the TOML document it came from (normalised)."""
+        fit = {"steps": self.fit.steps, "learning_rate": self.fit.learning_rate,
+               "checkpoint_steps": list(self.checkpoint_steps), "chunk_size": self.chunk_size}
+        if self.fit.batch_size is not None:
+            fit["batch_size"] = self.fit.batch_size
+        if self.fit.target_psnr is not None:
+            fit["target_psnr"] = self.fit.target_psnr
+        per_class = {k: "all" if v is None else v for k, v in self.images_per_class.items()}
+        return {
+            "zoo": {"name": self.name, "kind": "inr", "seed": self.seed, "datasets": list(self.datasets),
+                    "input_shape": list(self.input_shape), "images_per_class": per_class},
+            "siren": {"hidden": list(self.hidden), "omega0": self.omega0, "init": self.fit.init},
+            "fit": fit,
+        }
+
+    def fingerprint(self) -> str:
+        """sha256 of the normalised config: what a build's outputs are checked against."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------- parsing
@@ -311,10 +395,21 @@ def _validate_dataset_name(name: str) -> str | None:
     return None
 
 
-def config_from_dict(doc: dict, source: str = "<dict>") -> ZooConfig:
-    """Validate a parsed TOML document and build the `ZooConfig`."""
+def _zoo_kind(doc: dict, source: str) -> str:
+    zoo = doc.get("zoo") if isinstance(doc, dict) else None
+    kind = zoo.get("kind", "classifier") if isinstance(zoo, dict) else "classifier"
+    if kind not in ZOO_KINDS:
+        raise ConfigError(f"{source}: zoo.kind: unknown kind {kind!r}; expected one of {list(ZOO_KINDS)}")
+    return kind
+
+
+def config_from_dict(doc: dict, source: str = "<dict>") -> ZooConfig | InrConfig:
+    """Validate a parsed TOML document and build its `ZooConfig` (or `InrConfig`, for kind "inr")."""
+    if _zoo_kind(doc, source) == "inr":
+        return inr_config_from_dict(doc, source)
     top = _Fields(doc, "", source)
     zoo = top.sub("zoo")
+    zoo.get("kind", "classifier")  # checked above; left out of `to_dict`, so fingerprints stay put
     name = zoo.get("name")
     if not isinstance(name, str) or not name:
         raise zoo.error("name", f"expected a non-empty string, got {name!r}")
@@ -364,8 +459,9 @@ def config_from_dict(doc: dict, source: str = "<dict>") -> ZooConfig:
     for i, raw in enumerate(raw_families):
         f = _Fields(raw, f"family[{i}]", source)
         kind = f.get("kind")
-        if kind not in FAMILIES:
-            raise f.error("kind", f"unknown family {kind!r}; expected one of {list(FAMILIES)}")
+        if kind not in CLASSIFIER_FAMILIES:
+            raise f.error("kind", f"unknown family {kind!r}; expected one of {list(CLASSIFIER_FAMILIES)} "
+                                  "(SIRENs are INR zoos: [zoo] kind = \"inr\")")
         weight = f.get("weight", 1.0)
         if not isinstance(weight, int | float) or isinstance(weight, bool) or weight <= 0:
             raise f.error("weight", f"expected a positive number, got {weight!r}")
@@ -375,7 +471,7 @@ def config_from_dict(doc: dict, source: str = "<dict>") -> ZooConfig:
             weight=float(weight),
             depth=f.dist("depth", "int", lo=depth_range[0], hi=depth_range[1]),
             width=f.dist("width", "int", lo=width_range[0], hi=width_range[1]),
-            activation=f.dist("activation", "str", allowed=ACTIVATION_NAMES, default="relu"),
+            activation=f.dist("activation", "str", allowed=CLASSIFIER_ACTIVATIONS, default="relu"),
         )
         widest = max(family.width.values)
         if widest > buckets[-1]:
@@ -422,7 +518,100 @@ def config_from_dict(doc: dict, source: str = "<dict>") -> ZooConfig:
     return cfg
 
 
-def load_config(path: str | Path) -> ZooConfig:
+def _positive_float(f: _Fields, key: str, default=...) -> float | None:
+    value = f.get(key, default)
+    if value is None and default is None:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+            or value <= 0):
+        raise f.error(key, f"expected a positive number, got {value!r}")
+    return float(value)
+
+
+def inr_config_from_dict(doc: dict, source: str = "<dict>") -> InrConfig:
+    """Validate the TOML document of an INR zoo (``[zoo] kind = "inr"``) and build its `InrConfig`."""
+    top = _Fields(doc, "", source)
+    zoo = top.sub("zoo")
+    zoo.get("kind")
+    name = zoo.get("name")
+    if not isinstance(name, str) or not name:
+        raise zoo.error("name", f"expected a non-empty string, got {name!r}")
+    names = zoo.get("datasets")
+    names = [names] if isinstance(names, str) else names
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise zoo.error("datasets", f"expected a dataset name or a list of them, got {names!r}")
+    if len(set(names)) != len(names):
+        raise zoo.error("datasets", f"lists a dataset twice: {names}")
+    for ds in names:
+        problem = _validate_dataset_name(ds)
+        if problem is None and datasets.parse_dataset_name(ds)[0] == "mnist1d":
+            problem = "mnist1d holds 1-D signals, not images; an INR represents an image"
+        if problem:
+            raise zoo.error("datasets", problem)
+    input_shape = zoo.get("input_shape", [28, 28, 1])
+    if (not isinstance(input_shape, list) or len(input_shape) != 3
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape)):
+        raise zoo.error("input_shape", f"expected [H, W, C] positive integers, got {input_shape!r}")
+    per_class_raw = zoo.get("images_per_class", {"train": "all", "test": "all"})
+    if not isinstance(per_class_raw, dict) or not per_class_raw:
+        raise zoo.error("images_per_class", f"expected a table split -> count or \"all\", e.g. "
+                                            f"{{ train = 100 }}, got {per_class_raw!r}")
+    per_class: dict[str, int | None] = {}
+    for split in IMAGE_SPLITS:  # in this order, whatever the file's
+        if split not in per_class_raw:
+            continue
+        v = per_class_raw[split]
+        if v != "all" and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise zoo.error(f"images_per_class.{split}", f"expected a positive integer or \"all\", got {v!r}")
+        per_class[split] = None if v == "all" else v
+    unknown = sorted(set(per_class_raw) - set(IMAGE_SPLITS))
+    if unknown:
+        raise zoo.error("images_per_class", f"unknown split(s) {unknown}; expected {list(IMAGE_SPLITS)}")
+    seed = zoo.int("seed", 0, minimum=0)
+    zoo.finish()
+
+    siren = top.sub("siren")
+    hidden = siren.get("hidden", [32, 32])
+    lo, hi = WIDTH_RANGE["siren"]
+    depth_lo, depth_hi = DEPTH_RANGE["siren"]
+    if (not isinstance(hidden, list) or not depth_lo <= len(hidden) <= depth_hi
+            or not all(isinstance(w, int) and not isinstance(w, bool) and lo <= w <= hi for w in hidden)):
+        raise siren.error("hidden", f"expected {depth_lo} to {depth_hi} widths in [{lo}, {hi}], "
+                                    f"got {hidden!r}")
+    omega0 = _positive_float(siren, "omega0", DEFAULT_OMEGA0)
+    init = siren.get("init", "siren")
+    if init not in INR_INITS:
+        raise siren.error("init", f"unknown init {init!r}; expected one of {list(INR_INITS)}")
+    siren.finish()
+
+    fit = top.sub("fit")
+    steps = fit.int("steps", minimum=1)
+    learning_rate = _positive_float(fit, "learning_rate")
+    if learning_rate > 10.0:
+        raise fit.error("learning_rate", f"value {learning_rate} is above the maximum 10.0")
+    batch_size = fit.int("batch_size", None, minimum=1)
+    target_psnr = _positive_float(fit, "target_psnr", None)
+    ckpts = fit.get("checkpoint_steps", [steps])
+    if (not isinstance(ckpts, list) or not ckpts
+            or not all(isinstance(c, int) and not isinstance(c, bool) for c in ckpts)):
+        raise fit.error("checkpoint_steps", f"expected a list of integers, got {ckpts!r}")
+    if any(not 1 <= c <= steps for c in ckpts) or sorted(set(ckpts)) != ckpts:
+        raise fit.error("checkpoint_steps", f"expected strictly increasing steps in 1..{steps}, got {ckpts}")
+    if ckpts[-1] != steps:
+        ckpts = ckpts + [steps]  # the fitted INR is always kept
+    chunk_size = fit.int("chunk_size", 256, minimum=1)
+    fit.finish()
+    top.finish()
+    return InrConfig(
+        name=name, seed=seed, datasets=tuple(names), input_shape=tuple(input_shape),
+        images_per_class=per_class, hidden=tuple(hidden), omega0=omega0,
+        fit=InrFit(init=init, steps=steps, learning_rate=learning_rate, batch_size=batch_size,
+                   target_psnr=target_psnr),
+        checkpoint_steps=tuple(ckpts), chunk_size=chunk_size, source=source,
+    )
+
+
+def load_config(path: str | Path) -> ZooConfig | InrConfig:
     """Read and validate a zoo config TOML file."""
     path = Path(path)
     try:
@@ -444,8 +633,8 @@ def preset_path(name: str) -> Path:
     return Path(str(importlib.resources.files("zoo_builder") / "presets" / f"{name}.toml"))
 
 
-def load_preset(name: str) -> ZooConfig:
-    """One of the presets that ship with the package (tiny, small, paper)."""
+def load_preset(name: str) -> ZooConfig | InrConfig:
+    """One of the presets that ship with the package (`PRESETS`)."""
     cfg = load_config(preset_path(name))
     return dataclasses.replace(cfg, source=f"preset:{name}")
 

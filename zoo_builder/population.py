@@ -35,8 +35,8 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from zoo_builder.architecture import (
-    ACTIVATION_NAMES,
     ACTIVATIONS,
+    CLASSIFIER_ACTIVATIONS,
     KERNEL_SIZE,
     WIDTH_RANGE,
     forward,
@@ -126,7 +126,7 @@ class NetArrays(NamedTuple):
     """Per-network constants of a population, stacked on axis 0."""
 
     hidden: jax.Array  # (N, depth) true widths
-    activation: jax.Array  # (N,) index into ACTIVATION_NAMES
+    activation: jax.Array  # (N,) index into CLASSIFIER_ACTIVATIONS
     init: jax.Array  # (N,) index into INITS
     init_scale: jax.Array
     learning_rate: jax.Array
@@ -172,7 +172,7 @@ def net_arrays(nets: Sequence[NetworkConfig], dataset_index: dict[str, int],
     """Stack the per-network constants of `nets` (all of one group)."""
     raw = {
         "hidden": [n.arch.hidden for n in nets],
-        "activation": [ACTIVATION_NAMES.index(n.arch.activation) for n in nets],
+        "activation": [CLASSIFIER_ACTIVATIONS.index(n.arch.activation) for n in nets],
         "init": [INITS.index(n.init) for n in nets],
         "init_scale": [n.init_scale for n in nets],
         "learning_rate": [n.learning_rate for n in nets],
@@ -310,7 +310,8 @@ def _unit_uniform(stream: jax.Array, shape: tuple[int, ...], width: jax.Array) -
 
 
 def _activation(index: jax.Array) -> Callable[[jax.Array], jax.Array]:
-    fns = [ACTIVATIONS[name] for name in ACTIVATION_NAMES]
+    # Not the sine: under vmap every branch is computed, and no classifier uses it.
+    fns = [ACTIVATIONS[name] for name in CLASSIFIER_ACTIVATIONS]
     return lambda z: jax.lax.switch(index, fns, z)
 
 

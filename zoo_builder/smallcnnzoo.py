@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from zoo_builder import storage
-from zoo_builder.architecture import ACTIVATION_NAMES, KERNEL_SIZE, ArchSpec
+from zoo_builder.architecture import CLASSIFIER_ACTIVATIONS, KERNEL_SIZE, ArchSpec
 from zoo_builder.build import library_versions, zoo_files
 from zoo_builder.files import read_bounded, sha256_file
 from zoo_builder.storage import weights_fingerprint
@@ -326,8 +326,9 @@ def map_activation(name, path: Path) -> str:
     """Small CNN Zoo activation name -> zoobench's (e.g. 'relu', 'tf.nn.tanh' -> 'tanh')."""
     key = str(name).strip().lower().rsplit(".", 1)[-1]
     key = ACTIVATION_ALIASES.get(key, key)
-    if pd.isna(name) or key not in ACTIVATION_NAMES:
-        raise SourceError(f"{path}: config.activation {name!r} is not one of zoobench's {ACTIVATION_NAMES}")
+    if pd.isna(name) or key not in CLASSIFIER_ACTIVATIONS:
+        raise SourceError(f"{path}: config.activation {name!r} is not one of zoobench's "
+                          f"{CLASSIFIER_ACTIVATIONS}")
     return key
 
 

@@ -28,15 +28,17 @@ import pyarrow.parquet as pq
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
-from zoo_builder.architecture import DEFAULT_PADDING, ArchSpec
+from zoo_builder.architecture import DEFAULT_OMEGA0, DEFAULT_PADDING, ArchSpec
 from zoo_builder.errors import DomainError
 from zoo_builder.files import atomic_path, read_bounded, sha256_file, write_json
 
 FORMAT = "zoobench-zoo"
 # 2 added what an imported zoo needs to compute its networks' functions: the table's `padding`
 # column and the config's `input_scaling`. A version-1 zoo has neither: SAME, standardised inputs.
-FORMAT_VERSION = 2
-READ_FORMAT_VERSIONS = (1, 2)
+# 3 added zoos of INRs (`config.zoo.kind = "inr"`, their own table columns); a zoo without a kind
+# is of classifiers.
+FORMAT_VERSION = 3
+READ_FORMAT_VERSIONS = (1, 2, 3)
 MANIFEST = "manifest.json"
 TABLE = "networks.parquet"
 WEIGHTS_DIR = "weights"
@@ -48,6 +50,21 @@ MANIFEST_CHECKSUM = "manifest_sha256"
 REQUIRED_COLUMNS = ("network_id", "index", "config_id", "epoch", "final", "family", "depth", "hidden",
                     "max_width", "activation", "dataset", "dataset_base", "optimizer", "test_acc", "gen_gap",
                     "status", "weights_file", "weights_row")
+# Those of a zoo of INRs (one SIREN per image): no accuracies, but the image and its reconstruction.
+REQUIRED_INR_COLUMNS = ("network_id", "index", "config_id", "epoch", "final", "family", "depth", "hidden",
+                        "max_width", "activation", "omega0", "output_offset", "init", "dataset",
+                        "dataset_base", "image_split", "image_index", "label", "mse", "psnr", "status",
+                        "weights_file", "weights_row")
+
+
+def zoo_kind(config: dict) -> str:
+    """"classifier" or "inr": what a zoo's networks are, from its manifest's config."""
+    return config.get("zoo", {}).get("kind", "classifier")
+
+
+def required_columns(config: dict) -> tuple[str, ...]:
+    """The table columns zoobench reads in a zoo of this config's kind."""
+    return REQUIRED_INR_COLUMNS if zoo_kind(config) == "inr" else REQUIRED_COLUMNS
 
 
 class ZooError(DomainError):
@@ -67,13 +84,13 @@ def write_weights(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str
         save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp, metadata=metadata)
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """A zoo's networks.parquet, refused (naming it) if unreadable or missing a `REQUIRED_COLUMNS` column."""
+def read_table(path: Path, required: tuple[str, ...] = REQUIRED_COLUMNS) -> pd.DataFrame:
+    """A zoo's networks.parquet, refused (naming it) if unreadable or missing a `required` column."""
     try:
         table = pq.read_table(path).to_pandas()
     except (OSError, pa.ArrowException) as e:
         raise ZooError(f"{path}: not a readable Parquet table ({e})") from e
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    missing = [c for c in required if c not in table.columns]
     if missing:
         raise ZooError(f"{path}: missing column(s) {missing}; expected a zoobench zoo table "
                        "(docs/zoo_format.md lists its columns)")
@@ -209,7 +226,7 @@ class Zoo:
             problems = verify_files(self.root, self.manifest, [TABLE])
             if problems:
                 raise ZooError("; ".join(problems))
-        self.table = read_table(self.root / TABLE)
+        self.table = read_table(self.root / TABLE, required_columns(self.manifest["config"]))
         self._row_of: dict[tuple[str, int], int] = {
             (nid, int(e)): i for i, (nid, e) in enumerate(
                 zip(self.table["network_id"], self.table["epoch"], strict=True))
@@ -225,6 +242,11 @@ class Zoo:
     @property
     def name(self) -> str:
         return self.manifest["config"]["zoo"]["name"]
+
+    @property
+    def kind(self) -> str:
+        """"classifier" (MLPs and CNNs trained on a task) or "inr" (one SIREN per image)."""
+        return zoo_kind(self.manifest["config"])
 
     @property
     def num_networks(self) -> int:
@@ -248,29 +270,41 @@ class Zoo:
         return self.table.iloc[i]
 
     @functools.cached_property
-    def _arch_columns(self) -> dict[str, tuple[str, str, str, str]]:
-        """network id -> (family, hidden, activation, padding), read in one pass (row lookups are slow).
+    def _arch_columns(self) -> dict[str, tuple]:
+        """network id -> (family, hidden, activation, padding, omega0, output_offset), in one pass (row
+        lookups are slow).
 
-        Zoos built by zoobench have no `padding` column: their CNNs are SAME.
+        Zoos built by zoobench have no `padding` column: their CNNs are SAME. Only INR
+        zoos have `omega0` and `output_offset`.
         """
         f = self.final
-        padding = f["padding"] if "padding" in f.columns else [DEFAULT_PADDING] * len(f)
-        return {nid: (fam, str(hidden), act, pad) for nid, fam, hidden, act, pad in
-                zip(f["network_id"], f["family"], f["hidden"], f["activation"], padding, strict=True)}
+
+        def column(name, default):
+            return f[name] if name in f.columns else [default] * len(f)
+
+        columns = (f["family"], f["hidden"], f["activation"], column("padding", DEFAULT_PADDING),
+                   column("omega0", DEFAULT_OMEGA0), column("output_offset", 0.0))
+        return {nid: (fam, str(hidden), *rest) for nid, fam, hidden, *rest in
+                zip(f["network_id"], *columns, strict=True)}
 
     def arch(self, network_id: str) -> ArchSpec:
         try:
-            family, hidden, activation, padding = self._arch_columns[network_id]
+            family, hidden, activation, padding, omega0, output_offset = self._arch_columns[network_id]
         except KeyError:
             raise KeyError(f"{self.root}: no network {network_id!r}") from None
+        zoo = self.manifest["config"]["zoo"]
         try:
+            input_shape = tuple(zoo["input_shape"])
             return ArchSpec(
                 family=family,
-                input_shape=tuple(self.manifest["config"]["zoo"]["input_shape"]),
+                input_shape=input_shape,
                 hidden=tuple(int(w) for w in hidden.split("-")),
-                num_classes=int(self.manifest["config"]["zoo"]["num_classes"]),
+                # An INR outputs its image's channels; the zoo's labels are not its outputs.
+                num_classes=int(input_shape[2] if family == "siren" else zoo["num_classes"]),
                 activation=activation,
                 padding=padding,
+                omega0=float(omega0),
+                output_offset=float(output_offset),
             )
         except ValueError as e:
             raise ZooError(f"{self.root / TABLE}: network {network_id}: {e}") from None

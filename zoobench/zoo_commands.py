@@ -26,9 +26,10 @@ from zoo_builder.build import build_zoo, build_zoo_in_processes, merge_zoos
 from zoo_builder.config import PRESETS, load_config, load_preset, preset_path
 from zoo_builder.devices import Cluster, barrier, join_cluster
 from zoo_builder.errors import UsageError
-from zoo_builder.files import sha256_file
+from zoo_builder.files import atomic_path, sha256_file
+from zoo_builder.inr import image_of, reconstruct
 from zoo_builder.smallcnnzoo import checkpoint_count, import_smallcnnzoo, parse_input_shape, read_row_order
-from zoo_builder.storage import load_zoo, verify_zoo
+from zoo_builder.storage import ZooError, load_zoo, verify_zoo
 from zoobench.options import add_json_option, address, emit, non_negative_int, positive_int, shard
 
 EXIT_OK, EXIT_ERROR = 0, 1
@@ -84,17 +85,27 @@ def cmd_zoo_merge(args) -> int:
     return EXIT_OK
 
 
+def _counts(table, col) -> dict[str, int]:
+    return {str(k): int(v) for k, v in table[col].value_counts().sort_index().items()}
+
+
+def _dist(values) -> dict:
+    """Mean and the 0/25/50/75/100 percentiles (min, quartiles, max)."""
+    q = values.quantile([0.0, 0.25, 0.5, 0.75, 1.0]).round(4).tolist() if len(values) else []
+    return {"mean": round(float(values.mean()), 4) if len(values) else None, "quantiles": q}
+
+
 def zoo_summary(zoo) -> dict:
-    """Counts and accuracy distributions of a zoo's final checkpoints."""
+    """Counts and accuracy distributions of a zoo's final checkpoints (PSNR distributions for INRs)."""
+    if zoo.kind == "inr":
+        return inr_summary(zoo)
     final = zoo.final
     ok = final[final["status"] == "ok"]
 
     def counts(col):
-        return {str(k): int(v) for k, v in final[col].value_counts().sort_index().items()}
+        return _counts(final, col)
 
-    def dist(values):
-        q = values.quantile([0.0, 0.25, 0.5, 0.75, 1.0]).round(4).tolist() if len(values) else []
-        return {"mean": round(float(values.mean()), 4) if len(values) else None, "quantiles": q}
+    dist = _dist
 
     arch = (final["family"] + "-d" + final["depth"].astype(str)).value_counts().sort_index()
     return {
@@ -116,8 +127,66 @@ def zoo_summary(zoo) -> dict:
     }
 
 
+PSNR_BIN_DB = 5
+
+
+def inr_summary(zoo) -> dict:
+    """Counts of an INR zoo's images and the PSNR distribution of its INRs, at every checkpoint."""
+    final = zoo.final
+    ok = final[final["status"] == "ok"]
+    table = zoo.table[zoo.table["status"] == "ok"]
+    psnr = ok["psnr"]
+    histogram = {}
+    if len(psnr):
+        for low in range(int(psnr.min() // PSNR_BIN_DB) * PSNR_BIN_DB, int(psnr.max()) + 1, PSNR_BIN_DB):
+            inside = (psnr >= low) & (psnr < low + PSNR_BIN_DB)
+            histogram[f"[{low}, {low + PSNR_BIN_DB})"] = int(inside.sum())
+    return {
+        "path": str(zoo.root),
+        "name": zoo.name,
+        "kind": "inr",
+        "num_networks": int(len(final)),
+        "checkpoint_steps": sorted(int(e) for e in zoo.table["epoch"].unique()),
+        "weights_fingerprint": zoo.weights_fingerprint,
+        "datasets": _counts(final, "dataset"),
+        "image_splits": _counts(final, "image_split"),
+        "labels": _counts(final, "label"),
+        "architectures": _counts(final.assign(a="siren-" + final["hidden"]), "a"),
+        "inits": _counts(final, "init"),
+        "diverged": int((final["status"] == "diverged").sum()),
+        # None where the zoo set no target PSNR (nothing to stop at)
+        "reached_target": (int(final["reached_target"].sum())
+                           if "target_psnr" in final and final["target_psnr"].notna().any() else None),
+        "psnr": _dist(psnr),
+        "psnr_histogram": histogram,
+        "psnr_by_step": {str(int(step)): _dist(g["psnr"]) for step, g in table.groupby("epoch")},
+        "psnr_by_dataset": {str(k): _dist(g["psnr"]) for k, g in ok.groupby("dataset")},
+        "build": zoo.manifest.get("build", {}),
+    }
+
+
+def _inr_info_text(s: dict) -> str:
+    stopped = "" if s["reached_target"] is None else f", {s['reached_target']} stopped at the target PSNR"
+    lines = [f"zoo {s['name']} at {s['path']}: {s['num_networks']} INRs (one per image), checkpoints at "
+             f"steps {s['checkpoint_steps']}, {s['diverged']} diverged{stopped}"]
+    for title in ("datasets", "image_splits", "labels", "architectures", "inits"):
+        counts = ", ".join(f"{k}: {v}" for k, v in s[title].items())
+        lines.append(f"  {title.replace('_', ' '):<13} {counts}")
+    lines.append(f"  PSNR (dB)     mean {s['psnr']['mean']}, min/quartiles/max {s['psnr']['quantiles']}")
+    for step, d in s["psnr_by_step"].items():
+        lines.append(f"    step {step:<9} mean {d['mean']}, min/quartiles/max {d['quantiles']}")
+    for ds, d in s["psnr_by_dataset"].items():
+        lines.append(f"    {ds:<14} mean {d['mean']}, min/quartiles/max {d['quantiles']}")
+    lines.append("  PSNR histogram " + ", ".join(f"{k}: {v}" for k, v in s["psnr_histogram"].items()))
+    lines.append(f"  weights fingerprint {s['weights_fingerprint']}")
+    return "\n".join(lines)
+
+
 def cmd_zoo_info(args) -> int:
     s = zoo_summary(load_zoo(args.zoo))
+    if s.get("kind") == "inr":
+        emit(args, s, _inr_info_text(s))
+        return EXIT_OK
     lines = [f"zoo {s['name']} at {s['path']}: {s['num_networks']} networks, "
              f"checkpoints at epochs {s['checkpoint_epochs']}, {s['diverged']} diverged"]
     for title in ("datasets", "optimizers", "architectures", "activations"):
@@ -128,6 +197,50 @@ def cmd_zoo_info(args) -> int:
     lines.append(f"  gen gap       mean {s['gen_gap']['mean']}, quartiles {s['gen_gap']['quantiles']}")
     lines.append(f"  weights fingerprint {s['weights_fingerprint']}")
     emit(args, s, "\n".join(lines))
+    return EXIT_OK
+
+
+def draw_inr(image, reconstruction, title: str, out: Path) -> None:
+    """Write a PNG (or any format matplotlib knows by `out`'s suffix): the image beside its reconstruction."""
+    import matplotlib  # noqa: PLC0415 (slow to import; only this command draws)
+
+    matplotlib.use("Agg")  # no display
+    import matplotlib.pyplot as plt  # noqa: PLC0415 (as above)
+
+    gray = image.shape[-1] == 1
+    fig, axes = plt.subplots(1, 2, figsize=(6, 3.4))
+    for ax, picture, label in zip(axes, (image, reconstruction), ("image", "INR"), strict=True):
+        picture = picture.clip(0.0, 1.0)
+        ax.imshow(picture[..., 0] if gray else picture, cmap="gray" if gray else None, vmin=0.0, vmax=1.0,
+                  interpolation="nearest")
+        ax.set_title(label)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format=out.suffix.lstrip(".").lower() or "png", dpi=100)
+    plt.close(fig)
+
+
+def cmd_zoo_show_inr(args) -> int:
+    zoo = load_zoo(args.zoo)
+    if zoo.kind != "inr":
+        raise UsageError(f"{zoo.root}: a zoo of kind {zoo.kind!r}; show-inr draws the INRs of an INR zoo")
+    try:
+        row = zoo.row(args.id, args.step)
+    except KeyError as e:
+        raise ZooError(e.args[0]) from None
+    recon = reconstruct(zoo.arch(args.id), zoo.params(args.id, args.step))
+    image = image_of(zoo, args.id)
+    step = int(row["epoch"])
+    title = (f"{args.id}: {row['dataset']} {row['image_split']} image {int(row['image_index'])}, "
+             f"label {int(row['label'])}; step {step}, PSNR {float(row['psnr']):.1f} dB")
+    out = Path(args.out)
+    draw_inr(image, recon, title, out)
+    doc = {"path": str(out), "network_id": args.id, "step": step, "psnr": float(row["psnr"]),
+           "dataset": row["dataset"], "image_split": row["image_split"],
+           "image_index": int(row["image_index"]), "label": int(row["label"])}
+    emit(args, doc, f"wrote {out}: {title}")
     return EXIT_OK
 
 
@@ -216,7 +329,9 @@ def cmd_tasks(args) -> int:
             if "unavailable" in d:
                 lines.append(f"{head} unavailable: {d['unavailable']}")
                 continue
-            line = f"{head} train {d['train']}, val {d['val']}, test {d['test']} + {d['twins']} twins"
+            kinds = ", ".join(f"{n} {k}" for k, n in d["twins_by_kind"].items())
+            line = (f"{head} train {d['train']}, val {d['val']}, test {d['test']} "
+                    f"+ {d['twins']} twins ({kinds})")
             if "pairs" in d:
                 line += ", pairs " + "/".join(str(d["pairs"][p]) for p in ("train", "val", "test"))
             lines.append(line)
@@ -268,10 +383,18 @@ def add_commands(sub) -> None:
     add_json_option(m)
     m.set_defaults(func=cmd_zoo_merge)
 
-    i = zsub.add_parser("info", help="summarise a zoo: counts, accuracies, diverged networks")
+    i = zsub.add_parser("info", help="summarise a zoo: counts, accuracies (INRs: PSNRs), diverged networks")
     i.add_argument("zoo", help="zoo directory")
     add_json_option(i)
     i.set_defaults(func=cmd_zoo_info)
+
+    s = zsub.add_parser("show-inr", help="draw an INR's reconstruction beside the image it was fitted to")
+    s.add_argument("zoo", help="an INR zoo's directory")
+    s.add_argument("id", help="the INR's network id")
+    s.add_argument("--out", required=True, help="the picture to write, e.g. inr.png")
+    s.add_argument("--step", type=positive_int, help="a checkpoint step (default: the final one)")
+    add_json_option(s)
+    s.set_defaults(func=cmd_zoo_show_inr)
 
     v = zsub.add_parser("verify", help="check every file of a zoo against its manifest's checksums, "
                         "and its split files against their fingerprints and the zoo")
