@@ -127,20 +127,30 @@ class ArrayNet(nn.Module):
             h = x
             for _ in range(cfg.layers):
                 h = nn.gelu(nn.Dense(cfg.hidden)(h))
-        heads = {name: nn.Dense(size, name=f"head_{name}") for name, size in cfg.outputs}
-        if cfg.kind == "retrieval":
-            z = nn.Dense(cfg.embed_dim)(h)
-            z = z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-6)
-            scale = self.param("scale", lambda _: jnp.array(10.0))
-            out = {name: scale * head(z) for name, head in heads.items()}
-            out["embedding"] = z
-            return out
-        out = {name: head(h) for name, head in heads.items()}
-        for name, offset, gain in cfg.affine:
-            out[name] = offset + gain * out[name]
-        if cfg.kind == "regression":
-            out = {name: jax.nn.sigmoid(v) if name == "test_acc" else jnp.tanh(v) for name, v in out.items()}
+        return heads(self, cfg, h)
+
+
+def heads(module: nn.Module, cfg, h):
+    """The task's heads on features `h`, created inside `module`'s compact call.
+
+    A function rather than a module so that every array method (and nfn-np) shares the
+    heads without nesting their parameters one level deeper. `cfg` needs ``kind``,
+    ``outputs``, ``embed_dim`` and ``affine`` (as `ArrayConfig`).
+    """
+    dense = {name: nn.Dense(size, name=f"head_{name}") for name, size in cfg.outputs}
+    if cfg.kind == "retrieval":
+        z = nn.Dense(cfg.embed_dim)(h)
+        z = z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-6)
+        scale = module.param("scale", lambda _: jnp.array(10.0))
+        out = {name: scale * head(z) for name, head in dense.items()}
+        out["embedding"] = z
         return out
+    out = {name: head(h) for name, head in dense.items()}
+    for name, offset, gain in cfg.affine:
+        out[name] = offset + gain * out[name]
+    if cfg.kind == "regression":
+        out = {name: jax.nn.sigmoid(v) if name == "test_acc" else jnp.tanh(v) for name, v in out.items()}
+    return out
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

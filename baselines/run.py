@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from baselines import classic, harness, ng_gnn_merging, probe, weight_matching
+from baselines import classic, harness, nfn, ng_gnn_merging, probe, weight_matching
 from benchmark.augmentation import PERMUTE_ONLY, AugmentConfig, augmented_task
 from benchmark.submission import write_submission
 from benchmark.tasks import TASKS, load_task
@@ -72,6 +72,11 @@ def _ng_gnn(method: str, task, seed: int, settings: MethodSettings) -> Fitted:
     return Fitted(harness.predict(trained, task.test), history)
 
 
+def _nfn(method: str, task, seed: int, settings: MethodSettings) -> Fitted:
+    trained, history = nfn.fit(task, seed=seed, train_cfg=settings.train, **dict(settings.model))
+    return Fitted(nfn.predict(trained, task.test), history)
+
+
 def _probe(method: str, task, seed: int, settings: MethodSettings) -> Fitted:
     trained, history = probe.fit(task, seed=seed, train_cfg=settings.train, **dict(settings.model))
     return Fitted(probe.predict(trained, task.test), history)
@@ -104,6 +109,7 @@ REGISTRY: dict[str, Method] = {m.name: m for m in (
     *(Method(name, PREDICTION_TASKS, _classic) for name in classic.METHODS),
     Method("ng-gnn", (*PREDICTION_TASKS, "merging"), _ng_gnn),
     Method("probe", PREDICTION_TASKS, _probe),
+    Method("nfn-np", PREDICTION_TASKS, _nfn),
     # DWSNets reports the flat MLP without and with permutation augmentation on INRs.
     Method("flat-mlp-aug", ("inr-classification",), _flat_mlp_augmented),
     *(Method(name, ("merging",), _weight_matching) for name in weight_matching.MERGING_METHODS),
@@ -136,6 +142,8 @@ PROFILES: dict[str, dict[str, MethodSettings]] = {
         "statnn-gbt": MethodSettings(model=(("max_iter", 200),)),
         "probe": MethodSettings(harness.TrainConfig(batch_size=32, epochs=200, patience=10, progress=False),
                                 (("num_probes", 32), ("hidden", 64))),
+        "nfn-np": MethodSettings(harness.TrainConfig(batch_size=32, epochs=100, patience=8,
+                                                     learning_rate=2e-3, progress=False)),
     },
     "smoke": {
         "ng-gnn": MethodSettings(harness.TrainConfig(batch_size=8, epochs=2, patience=2, learning_rate=3e-3,
@@ -146,6 +154,8 @@ PROFILES: dict[str, dict[str, MethodSettings]] = {
         "statnn-gbt": MethodSettings(model=(("max_iter", 20),)),
         "probe": MethodSettings(harness.TrainConfig(batch_size=16, epochs=4, patience=4, learning_rate=3e-3,
                                                     progress=False), (("num_probes", 16), ("hidden", 32))),
+        "nfn-np": MethodSettings(harness.TrainConfig(batch_size=16, epochs=4, patience=4, learning_rate=3e-3,
+                                                     progress=False), (("hidden", 8), ("layers", 1))),
     },
 }
 

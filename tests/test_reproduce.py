@@ -85,7 +85,7 @@ def test_scores_show_the_symmetries(reproduced):
         assert _value(rows["naive"]["unit_match_acc"]) < 0.5
     for split in TASK_SPLITS["generalization"]:
         rows = tables[("generalization", split)]
-        for method in ("ng-gnn", "statnn", "statnn-gbt"):  # permutation invariant by construction
+        for method in ("ng-gnn", "nfn-np", "statnn", "statnn-gbt"):  # permutation invariant by construction
             sym = rows[method]["consistency/permutation"]
             assert "test_acc/mean_abs_diff 0.000" in sym, (method, sym)
         assert "test_acc/mean_abs_diff 0.000" not in rows["flat-mlp"]["consistency/permutation"]
