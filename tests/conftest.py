@@ -142,37 +142,38 @@ def tiny_zoo(tmp_path_factory, tiny_config) -> Path:
     return path
 
 
+def _session_zoo(tmp_path_factory, name: str, config) -> Path:
+    """`config` built once into a session directory called `name` (read-only: copy before modifying)."""
+    from zoo_builder.build import build_zoo
+
+    path = tmp_path_factory.mktemp("zoos") / name
+    build_zoo(config, path, progress=False)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_preset_zoo(tmp_path_factory) -> Path:
     """The zoo of the ``tiny`` preset, built once per session (read-only)."""
-    from zoo_builder.build import build_zoo
     from zoo_builder.config import load_preset
 
-    path = tmp_path_factory.mktemp("zoos") / "tiny"
-    build_zoo(load_preset("tiny"), path, progress=False)
-    return path
+    return _session_zoo(tmp_path_factory, "tiny", load_preset("tiny"))
 
 
 @pytest.fixture(scope="session")
 def held_out_zoo(tmp_path_factory) -> Path:
     """The zoo of `HELD_OUT_DOC` (192 networks, about 10 s), built once per session (read-only)."""
-    from zoo_builder.build import build_zoo
     from zoo_builder.config import config_from_dict
 
-    path = tmp_path_factory.mktemp("zoos") / "held-out"
-    build_zoo(config_from_dict(copy.deepcopy(HELD_OUT_DOC), source="tests:held-out"), path, progress=False)
-    return path
+    return _session_zoo(tmp_path_factory, "held-out",
+                        config_from_dict(copy.deepcopy(HELD_OUT_DOC), source="tests:held-out"))
 
 
 @pytest.fixture(scope="session")
 def inr_tiny_zoo(tmp_path_factory) -> Path:
     """The zoo of the ``inr-tiny`` preset (40 SIRENs of digits, seconds), built once per session."""
-    from zoo_builder.build import build_zoo
     from zoo_builder.config import load_preset
 
-    path = tmp_path_factory.mktemp("zoos") / "inr-tiny"
-    build_zoo(load_preset("inr-tiny"), path, progress=False)
-    return path
+    return _session_zoo(tmp_path_factory, "inr-tiny", load_preset("inr-tiny"))
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:

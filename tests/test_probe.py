@@ -16,8 +16,8 @@ from baselines.run import MethodSettings, run
 from benchmark import load_task
 from benchmark.submission import validate_submission
 from benchmark.tasks import test_targets
-from benchmark.twins import permuted_copy
 from zoo_builder.architecture import apply
+from zoo_builder.permutation import apply_permutation, permutation_spec, random_permutations
 
 CFG = probe.ProbeConfig(num_probes=8, latent_dim=4, generator_width=8, hidden=16)
 SMOKE = harness.TrainConfig(batch_size=16, epochs=3, patience=3, learning_rate=3e-3, progress=False)
@@ -107,7 +107,8 @@ def symmetric_copies(rng):
     """(original, copy) pairs of every kind the benchmark's twins are."""
     pairs = []
     for params, arch in NETWORKS:
-        pairs.append((params, permuted_copy(arch, params, seed=7), arch))
+        spec = permutation_spec(arch)
+        pairs.append((params, apply_permutation(spec, random_permutations(spec, rng), params), arch))
         if arch.activation == "relu":
             pairs.append((params, rescaled(params, [rng.uniform(0.2, 5.0, w) for w in arch.hidden]), arch))
     for arch in (act(mlp(5, 3, input_shape=(8, 8, 2)), "tanh"), act(cnn(3, 2), "tanh")):
