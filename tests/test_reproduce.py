@@ -10,19 +10,20 @@ import numpy as np
 import pytest
 
 from baselines.classic import NEURAL as CLASSIC_NEURAL
-from baselines.run import MERGING_METHODS, PREDICTION_METHODS
-from benchmark.tasks import TASK_SPLITS
+from baselines.run import METHODS, PREDICTION_METHODS, applies
+from benchmark.tasks import CLASSIFIER_TASKS, TASK_SPLITS
 from zoo_builder.symmetry import KINDS
 from zoobench import cli
 
 
-def _tables(markdown: str) -> dict[tuple[str, str], dict[str, dict[str, str]]]:
-    """{(task, split): {method: {column: cell}}} from the leaderboard's markdown."""
+def _tables(markdown: str) -> dict[tuple[str, ...], dict[str, dict[str, str]]]:
+    """{(task, split): {method: {column: cell}}} from the leaderboard's markdown, for the `tiny` zoo's
+    tables; (task, split, zoo) for the other zoo's."""
     out, current, header = {}, None, None
     for line in markdown.splitlines():
-        m = re.match(r"^### (\S+) / (\S+) on zoo", line)
+        m = re.match(r"^### (\S+) / (\S+) on zoo (\S+)", line)
         if m:
-            current, header = (m.group(1), m.group(2)), None
+            current, header = (m.group(1), m.group(2), m.group(3))[:2 if m.group(3) == "tiny" else 3], None
             out[current] = {}
         elif line.startswith("|") and current and not line.startswith("|---"):
             cells = [c.strip() for c in line.strip("|").split("|")]
@@ -41,10 +42,10 @@ def _value(cell: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def reproduced(tiny_preset_zoo, tmp_path_factory):
+def reproduced(tiny_preset_zoo, inr_tiny_zoo, tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
-    code = cli.main(["reproduce", "--preset", "tiny", "--zoo", str(tiny_preset_zoo), "--out", str(out),
-                     "--no-progress"])
+    code = cli.main(["reproduce", "--preset", "tiny", "--zoo", str(tiny_preset_zoo), "--inr-zoo",
+                     str(inr_tiny_zoo), "--out", str(out), "--no-progress"])
     return code, out
 
 
@@ -55,14 +56,21 @@ def test_every_baseline_on_every_task_and_split(reproduced):
     assert record["failed"] == [] and record["profile"] == "smoke"
     assert set(record["timings_s"]) == {"zoo", "tasks", "baselines", "score", "report", "total"}
     tables = _tables((out / "leaderboard.md").read_text())
-    expected = {(t, s) for t, splits in TASK_SPLITS.items() for s in splits}
+    expected = {(t, s) for t in CLASSIFIER_TASKS for s in TASK_SPLITS[t]}
+    expected |= {("inr-classification", "id", "inr-tiny"), ("retrieval", "id", "inr-tiny")}
     assert set(tables) == expected
-    for (task, _), rows in tables.items():
-        methods = MERGING_METHODS if task == "merging" else PREDICTION_METHODS
-        assert set(rows) == set(methods)
+    assert [z["name"] for z in record["zoos"]] == ["tiny", "inr-tiny"]
+
+    def methods(task):
+        return [m for m in METHODS if applies(task, m)]
+
+    for key, rows in tables.items():
+        assert set(rows) == set(methods(key[0])), key
         assert all(r["seeds"] == "1" for r in rows.values())
-    assert len(record["runs"]) == sum(len(MERGING_METHODS if t == "merging" else PREDICTION_METHODS)
-                                      for t, _ in expected)
+    assert "flat-mlp-aug" in methods("inr-classification") and "flat-mlp-aug" not in PREDICTION_METHODS
+    assert len(record["runs"]) == sum(len(methods(key[0])) for key in expected)
+    assert sum(name.startswith("submissions-inr-tiny/") for name in record["runs"]) == \
+        len(methods("inr-classification")) + len(methods("retrieval"))
     with sqlite3.connect(out / "leaderboard.sqlite") as conn:
         assert conn.execute("SELECT COUNT(*) FROM submissions").fetchone()[0] == len(record["runs"])
     # Every neural run records its learning curve and whether early stopping ended it before the cap.
@@ -99,6 +107,12 @@ def test_scores_show_the_symmetries(reproduced):
             for kind in KINDS:
                 assert row[f"consistency/{kind}"] != "n/a", (task, method, kind)
     assert {row[f"consistency/{k}"] for row in tables[("merging", "id")].values() for k in KINDS} == {"n/a"}
+    # INRs have permutation and sign twins (sine is odd), no scale twins; probe agrees on both.
+    for method, row in tables[("inr-classification", "id", "inr-tiny")].items():
+        assert row["consistency/scale"] == "n/a", method
+        assert row["consistency/permutation"] != "n/a" and row["consistency/sign"] != "n/a", method
+    inr_probe = tables[("inr-classification", "id", "inr-tiny")]["probe"]
+    assert "label/agreement 1.000" in inr_probe["consistency/sign"], inr_probe
 
 
 def test_page_and_plots(reproduced):
@@ -108,19 +122,21 @@ def test_page_and_plots(reproduced):
     assert any(i.startswith("generalization-") for i in images)
     assert any(i.startswith("embedding-") for i in images)
     assert "learning-curves.png" in images
-    assert len([i for i in images if i.startswith("bars-")]) == sum(len(s) for s in TASK_SPLITS.values())
+    tables = _tables((out / "leaderboard.md").read_text())
+    assert len([i for i in images if i.startswith("bars-")]) == len(tables)  # one per table, both zoos
     for image in images:
         assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_rerun_skips_what_is_done_and_redoes_what_is_missing(reproduced, tiny_preset_zoo, capsys):
+def test_rerun_skips_what_is_done_and_redoes_what_is_missing(reproduced, tiny_preset_zoo, inr_tiny_zoo,
+                                                              capsys):
     code, out = reproduced
     before = (out / "leaderboard.md").read_text()
     missing = "generalization-id-statnn-seed0.json"
     (out / "submissions" / missing).unlink()
     capsys.readouterr()
-    assert cli.main(["reproduce", "--preset", "tiny", "--zoo", str(tiny_preset_zoo), "--out", str(out),
-                     "--no-progress", "--json"]) == 0
+    assert cli.main(["reproduce", "--preset", "tiny", "--zoo", str(tiny_preset_zoo), "--inr-zoo",
+                     str(inr_tiny_zoo), "--out", str(out), "--no-progress", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     redone = {name for name, r in record["runs"].items() if not r.get("skipped")}
     assert redone == {missing}
