@@ -109,7 +109,7 @@ class ProbeGenerator(nn.Module):
         for _ in range(cfg.generator_layers - 1):
             z = nn.Dense(cfg.generator_width)(z)  # no activation: the generator is deep but linear
         x = nn.Dense(math.prod(self.input_dims))(z).reshape(cfg.num_probes, *self.input_dims)
-        return jnp.tanh(x) if len(self.input_dims) == 3 else x
+        return jnp.tanh(x)
 
 
 # --------------------------------------------------------------------------- running the networks

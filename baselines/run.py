@@ -35,13 +35,16 @@ class MethodSettings:
     `harness.TrainConfig()`); `model` holds fields of the method's model config
     (e.g. ``hidden``, statnn-gbt's ``max_iter``). On the tasks of `AUGMENTED_TASKS`
     the train part gets `augment_copies` augmented copies of every network
-    (`benchmark.augmentation`; None: the method's default, `AUGMENT_COPIES`).
+    (`benchmark.augmentation`; None: the method's default, `AUGMENT_COPIES`). On a zoo
+    of INRs `inr_train`, where given, replaces `train` (a SIREN's ω0 makes its
+    function, hence a probe's gradients, far steeper than a classifier's).
     """
 
     train: harness.TrainConfig | None = None
     model: tuple[tuple[str, object], ...] = ()
     augment_copies: int | None = None
     augment: AugmentConfig = AugmentConfig()
+    inr_train: harness.TrainConfig | None = None
 
 
 
@@ -130,7 +133,9 @@ MERGING_METHODS = tuple(m for m in METHODS if "merging" in REGISTRY[m].tasks)
 # whether it did), at batch sizes and widths that keep the main job to minutes on a
 # 2-core CPU; "smoke" is for the tiny zoo and tests. docs/baselines.md lists them.
 PROFILES: dict[str, dict[str, MethodSettings]] = {
-    "full": {},
+    # Probes of an INR learn at 1e-4 (at 1e-3 and 3e-3 their train loss stays at chance: measured on
+    # inr-small's train and val parts).
+    "full": {"probe": MethodSettings(inr_train=dataclasses.replace(probe.DEFAULT_TRAIN, learning_rate=1e-4))},
     "fast": {
         "ng-gnn": MethodSettings(harness.TrainConfig(batch_size=32, epochs=100, patience=8,
                                                      learning_rate=2e-3, progress=False),
@@ -141,7 +146,9 @@ PROFILES: dict[str, dict[str, MethodSettings]] = {
                                                            progress=False), (("hidden", 32),)),
         "statnn-gbt": MethodSettings(model=(("max_iter", 200),)),
         "probe": MethodSettings(harness.TrainConfig(batch_size=32, epochs=200, patience=10, progress=False),
-                                (("num_probes", 32), ("hidden", 64))),
+                                (("num_probes", 32), ("hidden", 64)),
+                                inr_train=harness.TrainConfig(batch_size=32, epochs=200, patience=10,
+                                                              learning_rate=1e-4, progress=False)),
         "nfn-np": MethodSettings(harness.TrainConfig(batch_size=32, epochs=100, patience=8,
                                                      learning_rate=2e-3, progress=False)),
     },
@@ -153,7 +160,9 @@ PROFILES: dict[str, dict[str, MethodSettings]] = {
            for m in classic.NEURAL},
         "statnn-gbt": MethodSettings(model=(("max_iter", 20),)),
         "probe": MethodSettings(harness.TrainConfig(batch_size=16, epochs=4, patience=4, learning_rate=3e-3,
-                                                    progress=False), (("num_probes", 16), ("hidden", 32))),
+                                                    progress=False), (("num_probes", 16), ("hidden", 32)),
+                                inr_train=harness.TrainConfig(batch_size=16, epochs=4, patience=4,
+                                                              learning_rate=1e-4, progress=False)),
         "nfn-np": MethodSettings(harness.TrainConfig(batch_size=16, epochs=4, patience=4, learning_rate=3e-3,
                                                      progress=False), (("hidden", 8), ("layers", 1))),
     },
@@ -189,6 +198,11 @@ def _settings_text(method: str, profile: str) -> str:
         base = _default_train(method)
         parts += [f"{f.name}={getattr(settings.train, f.name)}" for f in dataclasses.fields(settings.train)
                   if f.name != "progress" and getattr(settings.train, f.name) != getattr(base, f.name)]
+    if settings.inr_train is not None:
+        base = settings.train or _default_train(method)
+        parts += [f"INR zoos: {f.name}={getattr(settings.inr_train, f.name)}"
+                  for f in dataclasses.fields(settings.inr_train)
+                  if f.name != "progress" and getattr(settings.inr_train, f.name) != getattr(base, f.name)]
     copies = augment_copies(method, settings)
     if copies:
         parts.append(f"augment={copies}" + (" (permutations)" if settings.augment == PERMUTE_ONLY else ""))
@@ -218,6 +232,8 @@ def fit_predict(method: str, task, seed: int, settings: MethodSettings = MethodS
 
     On `AUGMENTED_TASKS` the train part is augmented first (copies drawn from `seed`).
     """
+    if settings.inr_train is not None and task.zoo.kind == "inr":
+        settings = dataclasses.replace(settings, train=settings.inr_train)
     copies = augment_copies(method, settings)
     if task.name in AUGMENTED_TASKS and copies:
         task = augmented_task(task, copies, seed=seed, cfg=settings.augment)

@@ -155,7 +155,9 @@ def test_weights_metadata_lists_the_networks_in_row_order(tiny_zoo):
 def test_manifest_lists_the_sha256_of_every_file(tiny_zoo):
     manifest = json.loads((tiny_zoo / MANIFEST).read_text())
     assert (manifest["format"], manifest["format_version"]) == (FORMAT, FORMAT_VERSION)
-    files = _files(tiny_zoo)
+    # Split files are written next to the zoo when a task is first loaded (by whichever test did):
+    # they carry their own fingerprint and are not the manifest's.
+    files = [f for f in _files(tiny_zoo) if not f.startswith("splits/")]
     assert set(manifest["files"]) == set(files) - {MANIFEST}
     assert TABLE in manifest["files"] and len(manifest["files"]) == 3
     for rel, digest in manifest["files"].items():

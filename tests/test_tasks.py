@@ -26,7 +26,7 @@ from benchmark.merging import (
     pair_scores,
     unit_match_accuracy,
 )
-from benchmark.tasks import TASK_SPLITS, TASKS, TaskUnavailable, load_task, shape_leaks
+from benchmark.tasks import CLASSIFIER_TASKS, TASK_SPLITS, TaskUnavailable, load_task, shape_leaks
 from zoo_builder.architecture import ArchSpec, apply
 from zoo_builder.files import sha256_file
 from zoo_builder.permutation import apply_permutation, permutation_spec
@@ -34,7 +34,7 @@ from zoo_builder.storage import MANIFEST, TABLE, load_zoo, read_table, write_man
 from zoo_builder.symmetry import KINDS, symmetry_kinds
 from zoobench import cli
 
-COMBOS = [(name, split) for name in TASKS for split in TASK_SPLITS[name]]
+COMBOS = [(name, split) for name in CLASSIFIER_TASKS for split in TASK_SPLITS[name]]  # INRs: test_inr_task
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,9 @@ def test_ood_task_test_datasets_are_unseen(zoo):
 
 @pytest.mark.parametrize(("args", "kwargs", "message"), [
     (("regression", "id"), {},
-     "name must be one of ['generalization', 'classification', 'retrieval', 'merging'], got 'regression'"),
+     "name must be one of ['generalization', 'classification', 'retrieval', 'merging', "
+     "'inr-classification'], "
+     "got 'regression'"),
     (("generalization", "ood"), {},
      "split must be one of ['id', 'ood-width', 'ood-task', 'published'], got 'ood'"),
     (("classification", "ood-task"), {}, "split 'ood-task' does not apply to the classification task; "
@@ -295,7 +297,7 @@ def test_diverged_networks_are_left_out_unless_asked(tiny_preset_zoo, tmp_path):
     gone = next(iter(tasks.test_targets(victim)["twins"].values()))
     root = edited_zoo(tiny_preset_zoo, tmp_path / "diverged",
                       lambda t: t.assign(status=t["status"].where(t["network_id"] != gone, "diverged")))
-    for name in TASKS:
+    for name in CLASSIFIER_TASKS:
         task = load_task(name, root)
         answers = tasks.test_targets(task)
         assert gone not in set(task.train.ids) | set(task.val.ids) | set(answers["ids"])
@@ -445,7 +447,7 @@ def test_cli_tasks_prints_one_json_document(zoo_dir, capsys):
     capsys.readouterr()
     assert cli.main(["tasks", str(zoo_dir), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["name"] == "tiny" and set(doc["tasks"]) == set(TASKS)
+    assert doc["name"] == "tiny" and set(doc["tasks"]) == set(CLASSIFIER_TASKS)
     assert set(doc["tasks"]["generalization"]) == {"id", "ood-width", "ood-task"}
     assert set(doc["tasks"]["merging"]) == {"id", "ood-width"}
     gen = doc["tasks"]["generalization"]["id"]
