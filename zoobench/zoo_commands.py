@@ -323,9 +323,10 @@ def cmd_zoo_import_smallcnnzoo(args) -> int:
 def cmd_tasks(args) -> int:
     s = tasks_summary(args.zoo)
     lines = [f"tasks on zoo {s['name']} at {s['path']} (weights fingerprint {s['weights_fingerprint']})"]
+    width = max(map(len, s["tasks"]), default=0) + 1
     for task, splits in s["tasks"].items():
         for split, d in splits.items():
-            head = f"  {task:<18} {split:<10}"
+            head = f"  {task:<{width}} {split:<10}"
             if "unavailable" in d:
                 lines.append(f"{head} unavailable: {d['unavailable']}")
                 continue
