@@ -3,8 +3,10 @@
 A method may call `augment` on its *training* networks (never on val or test) to
 see more of each network's symmetry orbit and neighbourhood:
 
-* a random permutation of every hidden layer's units (`zoo_builder.permutation`):
-  the same function, other weights;
+* a random permutation of every hidden layer's units, then a random draw of every
+  other per-unit symmetry the architecture admits (`zoo_builder.symmetry`: a
+  positive rescaling of ReLU units, a sign flip of tanh and sine units), as the
+  twins draw them: the same function, other weights;
 * Gaussian noise on every tensor, with std ``noise`` times that tensor's std;
 * for an INR (family ``siren``, whose input is a 2-D pixel coordinate) an affine
   warp of the coordinates folded into the first layer: ``f'(x) = f(x A + t)``
@@ -29,6 +31,7 @@ import numpy as np
 from benchmark.tasks import Task, TaskPart
 from zoo_builder.architecture import ArchSpec
 from zoo_builder.permutation import apply_permutation, permutation_spec, random_permutations
+from zoo_builder.symmetry import random_transform, symmetries
 
 COORDINATE_FAMILIES = ("siren",)
 
@@ -39,6 +42,8 @@ class AugmentConfig:
 
     Attributes:
       permute: permute every hidden layer's units at random.
+      unit_symmetries: also apply a random draw of the architecture's other per-unit
+        symmetries (scale, sign; `zoo_builder.symmetry.symmetries`).
       noise: std of the Gaussian noise on each tensor, in units of that tensor's std (0: none).
       rotation_degrees, scale, translation: the coordinate warp of an INR's first layer
         (angle uniform in ±rotation_degrees, scale factor uniform in 1 ± scale, shift uniform
@@ -46,6 +51,7 @@ class AugmentConfig:
     """
 
     permute: bool = True
+    unit_symmetries: bool = True
     noise: float = 0.1
     rotation_degrees: float = 45.0
     scale: float = 0.2
@@ -61,7 +67,8 @@ class AugmentConfig:
                              f"got {self.scale!r}")
 
 
-PERMUTE_ONLY = AugmentConfig(permute=True, noise=0.0, rotation_degrees=0.0, scale=0.0, translation=0.0)
+PERMUTE_ONLY = AugmentConfig(permute=True, unit_symmetries=False, noise=0.0, rotation_degrees=0.0, scale=0.0,
+                             translation=0.0)
 
 
 def random_coordinate_warp(rng: np.random.Generator, cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -102,8 +109,9 @@ def add_noise(params, rng: np.random.Generator, noise: float):
 def augment(arch: ArchSpec, params, rng: np.random.Generator, cfg: AugmentConfig = AugmentConfig()):
     """An augmented copy of one training network's `params` (canonical layer list; input untouched).
 
-    The order is warp, then permutation, then noise: the warp and the permutation keep
-    the network's function (up to the warp of its input), the noise moves it a little.
+    The order is warp, then permutation and the other unit symmetries, then noise: the
+    warp and the symmetries keep the network's function (up to the warp of its input),
+    the noise moves it a little.
     """
     out = [{k: np.asarray(v) for k, v in layer.items()} for layer in params]
     if arch.family in COORDINATE_FAMILIES and (cfg.rotation_degrees or cfg.scale or cfg.translation):
@@ -111,6 +119,10 @@ def augment(arch: ArchSpec, params, rng: np.random.Generator, cfg: AugmentConfig
     if cfg.permute:
         spec = permutation_spec(arch)
         out = apply_permutation(spec, random_permutations(spec, rng), out)
+    if cfg.unit_symmetries:
+        for kind, sym in symmetries(arch).items():
+            if kind != "permutation":
+                out = random_transform(sym, out, rng)
     if cfg.noise:
         out = add_noise(out, rng, cfg.noise)
     return out

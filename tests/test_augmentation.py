@@ -30,6 +30,22 @@ def test_permutation_alone_keeps_the_function_and_changes_the_weights(arch):
     assert not np.array_equal(out[0]["kernel"], params[0]["kernel"])
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_unit_symmetries_keep_the_function_and_change_more_than_the_order(activation):
+    """ReLU units are rescaled and tanh units sign-flipped, as the twins of `zoo_builder.symmetry` are."""
+    arch = dataclasses.replace(mlp(6, 4), activation=activation)
+    params = random_params(arch, seed=0)
+    cfg = dataclasses.replace(AugmentConfig(), noise=0.0)
+    out = augment(arch, params, np.random.default_rng(0), cfg)
+    np.testing.assert_allclose(apply(arch, out, X), apply(arch, params, X), rtol=1e-5, atol=1e-5)
+    permuted = augment(arch, params, np.random.default_rng(0), PERMUTE_ONLY)
+    # The same permutation (the first draws), but the multiset of first-layer values differs.
+    assert not np.allclose(np.sort(out[0]["kernel"].ravel()), np.sort(permuted[0]["kernel"].ravel()))
+    if activation == "tanh":  # a sign flip keeps magnitudes
+        np.testing.assert_allclose(np.sort(np.abs(out[0]["kernel"]).ravel()),
+                                   np.sort(np.abs(permuted[0]["kernel"]).ravel()), rtol=1e-6)
+
+
 def test_noise_is_relative_to_each_tensor_and_moves_the_function_a_little():
     arch = mlp(6, 4)
     params = random_params(arch, seed=0)
@@ -59,7 +75,7 @@ def test_coordinate_warp_computes_the_warped_function():
 def test_image_networks_get_no_coordinate_warp():
     arch = mlp(6, input_shape=(1, 1, 2))  # 2 inputs, but pixels, not coordinates
     params = random_params(arch, seed=0)
-    cfg = dataclasses.replace(AugmentConfig(), permute=False, noise=0.0)
+    cfg = dataclasses.replace(AugmentConfig(), permute=False, unit_symmetries=False, noise=0.0)
     out = augment(arch, params, np.random.default_rng(0), cfg)
     for a, b in zip(params, out, strict=True):
         np.testing.assert_array_equal(a["kernel"], b["kernel"])
