@@ -103,8 +103,13 @@ class Method:
     fit_predict: Callable[[str, object, int, MethodSettings], Fitted]
 
 
-def _flat_mlp_augmented(method: str, task, seed: int, settings: MethodSettings) -> Fitted:
-    return _classic("flat-mlp", task, seed, settings)
+# Methods that are another method trained otherwise: its model, training loop and profile settings.
+VARIANT_OF = {"flat-mlp-aug": "flat-mlp"}
+
+
+def _variant(method: str, task, seed: int, settings: MethodSettings) -> Fitted:
+    base = VARIANT_OF[method]
+    return REGISTRY[base].fit_predict(base, task, seed, settings)
 
 
 # Every reference method, in table order: adding a baseline is one module and one row here.
@@ -114,7 +119,7 @@ REGISTRY: dict[str, Method] = {m.name: m for m in (
     Method("probe", PREDICTION_TASKS, _probe),
     Method("nfn-np", PREDICTION_TASKS, _nfn),
     # DWSNets reports the flat MLP without and with permutation augmentation on INRs.
-    Method("flat-mlp-aug", ("inr-classification",), _flat_mlp_augmented),
+    Method("flat-mlp-aug", ("inr-classification",), _variant),
     *(Method(name, ("merging",), _weight_matching) for name in weight_matching.MERGING_METHODS),
 )}
 METHODS = tuple(REGISTRY)
@@ -178,8 +183,7 @@ def settings_for(method: str, profile: str = "full") -> MethodSettings:
 
 
 def _default_train(method: str) -> harness.TrainConfig:
-    if method == "flat-mlp-aug":
-        method = "flat-mlp"
+    method = VARIANT_OF.get(method, method)
     if method == "probe":
         return probe.DEFAULT_TRAIN
     return classic.DEFAULT_TRAIN if method in classic.NEURAL else harness.TrainConfig(progress=False)

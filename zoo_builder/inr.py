@@ -30,7 +30,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from zoo_builder.architecture import ArchSpec, Params, siren_forward
 from zoo_builder.config import InrConfig, InrFit
 from zoo_builder.datasets import Dataset, DatasetError, load_dataset
-from zoo_builder.population import Timer, _stream, _uniform, population_mesh
+from zoo_builder.population import Timer, _stream, _uniform, population_mesh, timed_run
 from zoo_builder.storage import ZooError
 
 # Bumped whenever fitting semantics change, so ids of INRs fitted differently differ.
@@ -321,10 +321,7 @@ class InrTrainer:
         return executables
 
     def _run(self, compiled, *args):
-        t = time.perf_counter()
-        out = jax.block_until_ready(compiled(*args))
-        self.timer.run_s += time.perf_counter() - t
-        return out
+        return timed_run(self.timer, compiled, *args)
 
     def train(self, params, targets: np.ndarray, seeds: np.ndarray, checkpoint_steps: Sequence[int],
               pad_to: int | None = None, on_steps: Callable[[int], None] | None = None) -> dict:

@@ -456,6 +456,14 @@ class Timer:
     run_s: float = 0.0
 
 
+
+def timed_run(timer: Timer, compiled, *args):
+    """Run a compiled program to completion, adding its time to ``timer.run_s`` (both trainers)."""
+    t = time.perf_counter()
+    out = jax.block_until_ready(compiled(*args))
+    timer.run_s += time.perf_counter() - t
+    return out
+
 class PopulationTrainer:
     """Trains chunks of one or more groups, compiling each (group, size) once.
 
@@ -538,10 +546,7 @@ class PopulationTrainer:
         return result
 
     def _run(self, compiled, *args):
-        t = time.perf_counter()
-        out = jax.block_until_ready(compiled(*args))
-        self.timer.run_s += time.perf_counter() - t
-        return out
+        return timed_run(self.timer, compiled, *args)
 
     def train(self, key: GroupKey, nets: NetArrays, params, epochs: int, checkpoint_epochs: Sequence[int],
               on_epoch: Callable[[int], None] | None = None) -> dict:

@@ -207,6 +207,11 @@ def _run_key(run: ZooRun, name: str) -> str:
     return name if run.sub_dir.name == "submissions" else f"{run.sub_dir.name}/{name}"
 
 
+def _merged(done: list[ZooRun], field: str) -> dict:
+    """One of `ZooRun`'s per-job dicts over every zoo, keyed by `_run_key`."""
+    return {_run_key(r, name): value for r in done for name, value in getattr(r, field).items()}
+
+
 def stage_report(done: list[ZooRun], db: Path, out: Path, header: str) -> str:
     """leaderboard.md, summary.md and index.html (tables, metric bars, seed-0 prediction plots and
     learning curves) over every zoo of the job; returns the markdown."""
@@ -353,16 +358,14 @@ def reproduce(preset: str = "small", out: str | Path = "results", seeds: int = 1
     timings["total"] = round(time.perf_counter() - t0, 2)
 
     first = done[0]
-    runs = {k: v for r in done for k, v in ((_run_key(r, n), v) for n, v in r.runs.items())}
-    scores = {k: v for r in done for k, v in ((_run_key(r, n), v) for n, v in r.scores.items())}
+    runs, scores = _merged(done, "runs"), _merged(done, "scores")
     failed = sorted(n for n, r in {**runs, **scores}.items() if "error" in r)
     record = {"preset": preset, "profile": profile, "seeds": seeds, "zoo": str(first.zoo_dir),
               "weights_fingerprint": first.zoo.weights_fingerprint, "timings_s": timings, "machine": info,
               "zoos": [{"name": r.zoo.name, "dir": str(r.zoo_dir), "kind": r.zoo.kind,
                         "weights_fingerprint": r.zoo.weights_fingerprint, "timings_s": r.timings,
                         "submissions": str(r.sub_dir)} for r in done],
-              "unavailable": {k: v for r in done for k, v in ((_run_key(r, n), v)
-                                                              for n, v in r.unavailable.items())},
+              "unavailable": _merged(done, "unavailable"),
               "runs": runs, "scores": scores, "failed": failed,
               "leaderboard_md": str(out / "leaderboard.md"), "summary_md": str(out / "summary.md"),
               "index_html": str(out / "index.html"),
