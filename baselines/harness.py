@@ -34,6 +34,7 @@ from benchmark import submission as benchmark_submission
 from benchmark.metrics import accuracy, kendall_tau
 from benchmark.neural_graph import Budget, SizeBuckets, pad_batch, size_buckets
 from benchmark.tasks import TASK_KINDS
+from zoo_builder.architecture import ArchSpec, neuron_activations
 
 # Python-side trace counters: incremented only when jax traces (compiles) a step.
 TRACES = {"train": 0, "eval": 0}
@@ -116,6 +117,7 @@ class InputScale:
 
     weight: tuple[float, ...]  # by layer index of the edge's later neuron
     bias: tuple[float, ...]  # by layer index of the neuron
+    probe: tuple[float, ...] = ()  # probe features, by layer index of the neuron (none: empty)
 
     @staticmethod
     def _layers(graph: jraph.GraphsTuple) -> tuple[np.ndarray, np.ndarray]:
@@ -130,7 +132,11 @@ class InputScale:
         w = [np.concatenate([g.edges["weight"][e == d].ravel() for g, (_, e) in both]) for d in range(depth)]
         b = [np.concatenate([g.nodes["features"][n == d, 0] for g, (n, _) in both]) for d in range(depth)]
         std = lambda v: float(np.std(v)) if v.size and np.std(v) > 1e-8 else 1.0  # noqa: E731
-        return cls(tuple(std(v) for v in w), tuple(std(v) for v in b))
+        probe = ()
+        if "probe" in graphs[0].nodes:
+            probe = tuple(std(np.concatenate([g.nodes["probe"][n == d].ravel() for g, (n, _) in both]))
+                          for d in range(depth))
+        return cls(tuple(std(v) for v in w), tuple(std(v) for v in b), probe)
 
     def __call__(self, graph: jraph.GraphsTuple) -> jraph.GraphsTuple:
         node, edge = self._layers(graph)
@@ -138,7 +144,12 @@ class InputScale:
         feats = graph.nodes["features"].copy()
         feats[:, 0] /= b[np.minimum(node, len(b) - 1)]
         weight = graph.edges["weight"] / w[np.minimum(edge, len(w) - 1)][:, None]
-        return graph._replace(nodes={**graph.nodes, "features": feats},
+        nodes = {**graph.nodes, "features": feats}
+        if self.probe:
+            p = np.array(self.probe + (1.0,))
+            scale = p[np.minimum(node, len(p) - 1)][:, None]
+            nodes["probe"] = (graph.nodes["probe"] / scale).astype(np.float32)
+        return graph._replace(nodes=nodes,
                               edges={**graph.edges, "weight": weight.astype(np.float32)})
 
 
@@ -152,8 +163,53 @@ def per_device(batch_size: int, n_dev: int) -> int:
     return max(1, math.ceil(batch_size / n_dev))
 
 
-def graphs_of(part, cfg: TrainConfig) -> list[jraph.GraphsTuple]:
-    return part.view("neural_graph", reverse_edges=cfg.reverse_edges)
+def graphs_of(part, cfg: TrainConfig, num_probes: int = 0) -> list[jraph.GraphsTuple]:
+    graphs = part.view("neural_graph", reverse_edges=cfg.reverse_edges)
+    return with_probe_features(graphs, part.networks(), num_probes) if num_probes else graphs
+
+
+PROBE_SEED = 0
+
+
+def probe_inputs(arch: ArchSpec, num: int, seed: int = PROBE_SEED) -> np.ndarray:
+    """`num` fixed probe inputs for `arch`: coordinates U(-1, 1) for an INR, N(0, 1) images for a
+    classifier (its inputs are standardised). The same for every network of one input shape."""
+    rng = np.random.default_rng([seed, num, *arch.input_dims])
+    if len(arch.input_dims) == 1:
+        return rng.uniform(-1.0, 1.0, (num, *arch.input_dims)).astype(np.float32)
+    return rng.standard_normal((num, *arch.input_dims)).astype(np.float32)
+
+
+def with_probe_features(graphs: Sequence[jraph.GraphsTuple], networks, num: int) -> list[jraph.GraphsTuple]:
+    """`graphs` with node features ``probe``: each neuron's value on `num` fixed probe inputs.
+
+    Row i of a graph's (n_node, num) ``probe`` is node i's value (`neuron_activations`,
+    nodes in the neural graph's layer order) on `probe_inputs`, so it permutes with the
+    hidden units, as the rest of the node features do. Networks of one architecture run
+    in one vmapped call.
+    """
+    out = list(graphs)
+    groups: dict[ArchSpec, list[int]] = {}
+    for i, (_, arch) in enumerate(networks):
+        groups.setdefault(arch, []).append(i)
+    for arch, idx in groups.items():
+        x = probe_inputs(arch, num)
+        stacked = jax.tree.map(lambda *a: np.stack(a), *[networks[i][0] for i in idx])
+        values = _activations_fn(arch)(stacked, x)
+        table = np.asarray(jnp.concatenate([v.transpose(0, 2, 1) for v in values], axis=1), np.float32)
+        for row, i in enumerate(idx):
+            out[i] = out[i]._replace(nodes={**out[i].nodes, "probe": table[row]})
+    return out
+
+
+_ACTIVATIONS_FNS: dict = {}
+
+
+def _activations_fn(arch: ArchSpec):
+    if arch not in _ACTIVATIONS_FNS:
+        per_network = lambda p, x: neuron_activations(arch, p, x)  # noqa: E731
+        _ACTIVATIONS_FNS[arch] = jax.jit(jax.vmap(per_network, in_axes=(0, None)))
+    return _ACTIVATIONS_FNS[arch]
 
 
 def stacked_batch(graphs: Sequence[jraph.GraphsTuple], targets: dict[str, np.ndarray], n_dev: int,
@@ -347,7 +403,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, task, seed: int = 0) -> 
     """
     mesh = mesh_for(train_cfg.num_devices)
     n_dev = mesh.devices.size
-    parts = {p.name: graphs_of(p, train_cfg) for p in task.parts}
+    parts = {p.name: graphs_of(p, train_cfg, model_cfg.probe_features) for p in task.parts}
     input_scale = InputScale.fit(parts["train"]) if train_cfg.scale_inputs else None
     if input_scale is not None:
         parts = {name: [input_scale(g) for g in gs] for name, gs in parts.items()}
@@ -381,7 +437,7 @@ def outputs(trained: Trained, part) -> dict[str, np.ndarray]:
     """Raw model outputs for every item of `part`, in `part.ids` order."""
     mesh = mesh_for(trained.train_config.num_devices)
     n_dev = mesh.devices.size
-    graphs = graphs_of(part, trained.train_config)
+    graphs = graphs_of(part, trained.train_config, trained.model_config.probe_features)
     if trained.input_scale is not None:
         graphs = [trained.input_scale(g) for g in graphs]
     buckets = trained.buckets

@@ -40,6 +40,7 @@ from benchmark.neural_graph import INPUT, OUTPUT
 
 KINDS = ("regression", "classification", "retrieval")
 LAYERS = ("factorised", "edge-mlp")
+VALUE_ENCODINGS = ("linear", "fourier")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +60,16 @@ class ModelConfig:
         features) work, no edge state) or "edge-mlp" (`MessagePassing`: a two-layer
         MLP per edge and residual edge updates; the layer before the factorised one).
       layer_norm: a LayerNorm after each residual update (off: ablation).
+      value_encoding: how a weight or bias value enters: "linear" (a Dense of the raw
+        value) or "fourier" (random Fourier features [cos 2πBv, sin 2πBv], B ~ N(0,
+        fourier_scale²), fixed, then a Dense: the Neural Graphs code's `sin_emb`, which
+        lets a small network tell apart values that differ little, as INRs' do).
+      fourier_features, fourier_scale: columns of B and its standard deviation.
+      probe_features: neuron values at this many fixed probe inputs, as extra node
+        features (`harness.with_probe_features`): the Neural Graphs paper's probe
+        features, whose probes are learned there and fixed here. 0: weights only.
+      value_width: "fourier" only: an edge's encoded width (a Dense of its features, once
+        per edge, that every message-passing layer then reads).
     """
 
     kind: str = "regression"
@@ -70,12 +81,19 @@ class ModelConfig:
     max_outputs: int = 128
     layer: str = "factorised"
     layer_norm: bool = True
+    value_encoding: str = "linear"
+    fourier_features: int = 64
+    fourier_scale: float = 3.0
+    value_width: int = 16
+    probe_features: int = 0
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         if self.layer not in LAYERS:
             raise ValueError(f"layer must be one of {LAYERS}, got {self.layer!r}")
+        if self.value_encoding not in VALUE_ENCODINGS:
+            raise ValueError(f"value_encoding must be one of {VALUE_ENCODINGS}, got {self.value_encoding!r}")
         if not 1 <= self.num_layers <= 8:
             raise ValueError(f"num_layers must be in [1, 8], got {self.num_layers}")
 
@@ -198,6 +216,18 @@ class FactorisedMessagePassing(nn.Module):
         return maybe_layer_norm(self.layer_norm)(h)
 
 
+def fourier_features(values: jnp.ndarray, num: int, scale: float) -> jnp.ndarray:
+    """[cos 2πvB, sin 2πvB] of (..., k) values, B a fixed (k, num) draw of N(0, scale²).
+
+    B comes from a constant key, so it is the same in every model and every call
+    (random Fourier features, Tancik et al. 2020; the `rff` GaussianEncoding the Neural
+    Graphs code uses). Not a parameter: nothing trains it.
+    """
+    b = scale * jax.random.normal(jax.random.PRNGKey(0), (values.shape[-1], num))
+    angle = 2 * jnp.pi * values @ b
+    return jnp.concatenate([jnp.cos(angle), jnp.sin(angle)], -1)
+
+
 def edge_dim_of(variables) -> int:
     """The edge width (values per weight, the reverse flag not counted) a model was initialised for."""
     params = variables["params"]
@@ -220,6 +250,8 @@ class NeuralGraphNet(nn.Module):
         self.node_in = nn.Dense(cfg.hidden)
         self.input_pos = nn.Embed(cfg.max_inputs, cfg.hidden)
         self.output_pos = nn.Embed(cfg.max_outputs, cfg.hidden)
+        if cfg.value_encoding == "fourier":
+            self.edge_value = nn.Dense(cfg.value_width)
         if cfg.layer == "factorised":
             self.layers = [FactorisedMessagePassing(cfg.hidden, cfg.layer_norm)
                            for _ in range(cfg.num_layers)]
@@ -237,13 +269,20 @@ class NeuralGraphNet(nn.Module):
         cfg = self.config
         feats, pos = graph.nodes["features"], graph.nodes["position"]
         kind = feats[:, 2].astype(jnp.int32)
-        x = jnp.concatenate([feats[:, :2], jax.nn.one_hot(kind, 3)], -1)
+        value, weight = feats[:, :1], graph.edges["weight"]
+        if cfg.value_encoding == "fourier":
+            value = fourier_features(value, cfg.fourier_features, cfg.fourier_scale)
+            encoded = fourier_features(weight, cfg.fourier_features, cfg.fourier_scale)
+            weight = nn.gelu(self.edge_value(encoded))
+        x = jnp.concatenate([value, feats[:, 1:2], jax.nn.one_hot(kind, 3)], -1)
+        if cfg.probe_features:
+            x = jnp.concatenate([x, graph.nodes["probe"]], -1)
         h = self.node_in(x)
         p = jnp.maximum(pos, 0)
         h = h + jnp.where((kind == INPUT)[:, None], self.input_pos(jnp.minimum(p, cfg.max_inputs - 1)), 0)
         h = h + jnp.where((kind == OUTPUT)[:, None], self.output_pos(jnp.minimum(p, cfg.max_outputs - 1)), 0)
         # Hidden neurons get no position embedding: that is the permutation invariance.
-        w = jnp.concatenate([graph.edges["weight"], graph.edges["reverse"][:, None]], -1)
+        w = jnp.concatenate([weight, graph.edges["reverse"][:, None]], -1)
         if cfg.layer == "edge-mlp":
             e = self.edge_in(w)
             for layer in self.layers:

@@ -37,7 +37,9 @@ class MethodSettings:
     the train part gets `augment_copies` augmented copies of every network
     (`benchmark.augmentation`; None: the method's default, `AUGMENT_COPIES`). On a zoo
     of INRs `inr_train`, where given, replaces `train` (a SIREN's ω0 makes its
-    function, hence a probe's gradients, far steeper than a classifier's).
+    function, hence a probe's gradients, far steeper than a classifier's), and
+    `inr_model` is added to `model` (ng-gnn's probe features, as the Neural Graphs
+    paper uses them on INRs).
     """
 
     train: harness.TrainConfig | None = None
@@ -45,6 +47,7 @@ class MethodSettings:
     augment_copies: int | None = None
     augment: AugmentConfig = AugmentConfig()
     inr_train: harness.TrainConfig | None = None
+    inr_model: tuple[tuple[str, object], ...] = ()
 
 
 
@@ -140,11 +143,15 @@ MERGING_METHODS = tuple(m for m in METHODS if "merging" in REGISTRY[m].tasks)
 PROFILES: dict[str, dict[str, MethodSettings]] = {
     # Probes of an INR learn at 1e-4 (at 1e-3 and 3e-3 their train loss stays at chance: measured on
     # inr-small's train and val parts).
-    "full": {"probe": MethodSettings(inr_train=dataclasses.replace(probe.DEFAULT_TRAIN, learning_rate=1e-4))},
+    "full": {"probe": MethodSettings(inr_train=dataclasses.replace(probe.DEFAULT_TRAIN, learning_rate=1e-4)),
+             "ng-gnn": MethodSettings(inr_model=(("probe_features", 32),))},
     "fast": {
+        # On INRs the weights alone teach ng-gnn little from inr-small's 1,400 training INRs (val 0.10 at
+        # lr 2e-3 and 1e-3 for 12 epochs; 0.22 at best in 60 epochs with Fourier-encoded values), with 32
+        # probe features 0.62 in 20 epochs (validation part; docs/baselines.md).
         "ng-gnn": MethodSettings(harness.TrainConfig(batch_size=32, epochs=100, patience=8,
                                                      learning_rate=2e-3, progress=False),
-                                 (("hidden", 32), ("num_layers", 3))),
+                                 (("hidden", 32), ("num_layers", 3)), inr_model=(("probe_features", 32),)),
         **{m: MethodSettings(harness.TrainConfig(batch_size=32, epochs=200, patience=10, progress=False))
            for m in ("flat-mlp", "statnn")},
         "cnn-matrices": MethodSettings(harness.TrainConfig(batch_size=32, epochs=100, patience=8,
@@ -159,7 +166,8 @@ PROFILES: dict[str, dict[str, MethodSettings]] = {
     },
     "smoke": {
         "ng-gnn": MethodSettings(harness.TrainConfig(batch_size=8, epochs=2, patience=2, learning_rate=3e-3,
-                                                     num_buckets=1, progress=False), (("hidden", 16),)),
+                                                     num_buckets=1, progress=False), (("hidden", 16),),
+                                 inr_model=(("probe_features", 8),)),
         **{m: MethodSettings(harness.TrainConfig(batch_size=16, epochs=4, patience=4, learning_rate=3e-3,
                                                  progress=False))
            for m in classic.NEURAL},
@@ -207,6 +215,7 @@ def _settings_text(method: str, profile: str) -> str:
         parts += [f"INR zoos: {f.name}={getattr(settings.inr_train, f.name)}"
                   for f in dataclasses.fields(settings.inr_train)
                   if f.name != "progress" and getattr(settings.inr_train, f.name) != getattr(base, f.name)]
+    parts += [f"INR zoos: {k}={v}" for k, v in settings.inr_model]
     copies = augment_copies(method, settings)
     if copies:
         parts.append(f"augment={copies}" + (" (permutations)" if settings.augment == PERMUTE_ONLY else ""))
@@ -236,8 +245,9 @@ def fit_predict(method: str, task, seed: int, settings: MethodSettings = MethodS
 
     On `AUGMENTED_TASKS` the train part is augmented first (copies drawn from `seed`).
     """
-    if settings.inr_train is not None and task.zoo.kind == "inr":
-        settings = dataclasses.replace(settings, train=settings.inr_train)
+    if task.zoo.kind == "inr":
+        settings = dataclasses.replace(settings, train=settings.inr_train or settings.train,
+                                       model=settings.model + settings.inr_model)
     copies = augment_copies(method, settings)
     if task.name in AUGMENTED_TASKS and copies:
         task = augmented_task(task, copies, seed=seed, cfg=settings.augment)

@@ -18,6 +18,7 @@ from zoo_builder.architecture import (
     check_params,
     conv_stride2,
     fan_in_out,
+    neuron_activations,
 )
 from zoo_builder.permutation import (
     apply_permutation,
@@ -282,6 +283,29 @@ def test_permutation_spec_covers_every_hidden_axis(arch):
     assert spec.axes_to_perm[(0, "kernel")][-2] is None
     assert spec.axes_to_perm[(arch.depth, "kernel")][-1] is None
     assert spec.axes_to_perm[(arch.depth, "bias")] == (None,)
+
+
+NEURON_ARCHS = [ARCHS[1], ARCHS[5], ArchSpec("siren", (28, 28, 1), (8, 6), 1, "sine")]
+
+
+@pytest.mark.parametrize("arch", NEURON_ARCHS, ids=_ids(NEURON_ARCHS))
+def test_neuron_activations_are_the_inputs_each_layer_and_the_outputs(arch):
+    params = random_params(arch)
+    x = (np.random.default_rng(2).uniform(-1, 1, (5, 2)).astype(np.float32) if arch.family == "siren"
+         else random_inputs(arch, n=5))
+    values = neuron_activations(arch, params, x)
+    widths = [int(np.prod(arch.input_dims)) if arch.family == "mlp" else arch.input_dims[-1],
+              *arch.hidden, arch.num_classes]
+    assert [v.shape for v in values] == [(5, w) for w in widths]
+    np.testing.assert_allclose(np.asarray(values[-1]), np.asarray(apply(arch, params, x)), atol=1e-6)
+    if arch.family == "cnn":
+        np.testing.assert_allclose(np.asarray(values[0]), x.mean(axis=(1, 2)), atol=1e-6)
+        return
+    act = np.tanh if arch.family == "mlp" else (lambda z: np.sin(arch.omega0 * z))
+    h = x.reshape(5, -1).astype(np.float64)
+    for layer, got in zip(params[:-1], values[1:-1], strict=True):
+        h = act(h @ layer["kernel"] + layer["bias"])
+        np.testing.assert_allclose(np.asarray(got), h, atol=1e-4)
 
 
 @pytest.mark.parametrize("arch", ARCHS, ids=_ids(ARCHS))

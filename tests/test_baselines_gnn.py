@@ -16,6 +16,7 @@ from baselines.ng_gnn import LAYERS, ModelConfig, NeuralGraphNet
 from benchmark import load_task
 from benchmark.neural_graph import budget_for, hidden_node_ids, network_graph, pad_batch
 from benchmark.submission import write_submission
+from zoo_builder.architecture import apply
 from zoo_builder.permutation import apply_permutation, permutation_spec, random_permutations
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,6 +119,48 @@ def test_node_embeddings_equivariant(networks, model, family):
         # New unit j is old unit perms[name][j].
         np.testing.assert_allclose(h_perm[ids], h[ids[perms[name]]], atol=1e-5)
         assert np.max(np.abs(h_perm[ids] - h[ids])) > 1e-4  # the permutation did move something
+
+
+def _probe_batch(params, arch, num=4):
+    g = network_graph(params, arch, edge_dim=EDGE_DIM, reverse_edges=True)
+    g = harness.with_probe_features([g], [(params, arch)], num)[0]
+    return pad_batch([g], budget_for([g], 1))
+
+
+@pytest.fixture(scope="module")
+def probe_model(networks):
+    """ng-gnn reading probe features and Fourier-encoded values (the INR profile's inputs)."""
+    cfg = ModelConfig(kind="classification", outputs=(("a", 5),), hidden=16, num_layers=2,
+                      probe_features=4, value_encoding="fourier", fourier_features=8)
+    net = NeuralGraphNet(cfg)
+    return net, net.init(jax.random.PRNGKey(0), _probe_batch(*networks["mlp"]))
+
+
+def test_probe_features_are_each_neurons_values_on_the_probes(networks):
+    params, arch = networks["mlp"]
+    graph = _probe_batch(params, arch)
+    x = harness.probe_inputs(arch, 4)
+    n_in = int(np.prod(arch.input_dims))
+    probe = graph.nodes["probe"]
+    np.testing.assert_allclose(probe[:n_in], x.reshape(4, -1).T)  # input nodes: the probes themselves
+    n_real = int(graph.n_node[0])
+    np.testing.assert_allclose(probe[n_real - arch.num_classes:n_real],
+                               np.asarray(apply(arch, params, x)).T, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["mlp", "cnn"])
+def test_probe_features_keep_the_invariance_and_the_sensitivity(networks, probe_model, family):
+    net, variables = probe_model
+    params, arch = networks[family]
+    out = lambda p: np.asarray(net.apply(variables, _probe_batch(p, arch))["a"][0])  # noqa: E731
+    base = out(params)
+    spec = permutation_spec(arch)
+    perms = random_permutations(spec, np.random.default_rng(3))
+    np.testing.assert_allclose(out(apply_permutation(spec, perms, params)), base, atol=1e-5)
+    perm = np.random.default_rng(0).permutation(arch.hidden[0])
+    first = {"kernel": np.take(params[0]["kernel"], perm, axis=-1), "bias": np.take(params[0]["bias"], perm)}
+    broken = [first, *params[1:]]
+    assert np.max(np.abs(out(broken) - base)) > SENSITIVE
 
 
 @pytest.fixture(scope="module")

@@ -324,6 +324,32 @@ def apply(arch: ArchSpec, params: Params, x: jax.Array | np.ndarray) -> jax.Arra
     return forward(arch.family, params, x, ACTIVATIONS[arch.activation], padding=arch.padding)
 
 
+def neuron_activations(arch: ArchSpec, params: Params, x: jax.Array | np.ndarray) -> list[jax.Array]:
+    """Every neuron's value on inputs `x`, one (B, width) array per layer of neurons.
+
+    The layers are those of the neural graph: the inputs, each hidden layer after
+    its nonlinearity, the outputs (`apply`'s). A CNN's neuron is a channel: its
+    feature map averaged over space (the inputs' too). Permuting hidden units
+    permutes these columns; the values themselves are what the network computes.
+    """
+    x = jnp.asarray(x, jnp.float32)
+    if x.shape[1:] != arch.input_dims:
+        raise ValueError(f"input shape {x.shape[1:]} does not match the network's {arch.input_dims}")
+    pool = (lambda h: h.mean(axis=(1, 2))) if arch.family == "cnn" else (lambda h: h)  # noqa: E731
+    h = x if arch.family == "cnn" else x.reshape(x.shape[0], -1)
+    values = [pool(h)]
+    for layer in params[:-1]:
+        if arch.family == "siren":
+            h = sine(arch.omega0 * (h @ layer["kernel"] + layer["bias"]))
+        elif arch.family == "mlp":
+            h = ACTIVATIONS[arch.activation](h @ layer["kernel"] + layer["bias"])
+        else:
+            h = ACTIVATIONS[arch.activation](conv_stride2(h, layer["kernel"], arch.padding) + layer["bias"])
+        values.append(pool(h))
+    values.append(apply(arch, params, x))
+    return values
+
+
 def check_params(arch: ArchSpec, params: Params) -> None:
     """Raise ValueError naming the layer if `params` does not fit `arch`."""
     shapes = arch.layer_shapes()
