@@ -18,23 +18,12 @@ def use_every_cpu_core() -> None:
     XLA runs a CPU device's program mostly on one core, so a population sharded over
     one device per core trains about twice as fast on two cores. An explicit device
     count in XLA_FLAGS is respected; ZOOBENCH_CPU_DEVICES overrides the core count.
-    The devices' collectives wait up to `COLLECTIVE_TIMEOUT_S` for each other.
     """
     flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" not in flags:
-        count = os.environ.get("ZOOBENCH_CPU_DEVICES") or str(os.cpu_count() or 1)
-        flags = f"{flags} --xla_force_host_platform_device_count={int(count)}"
-    if TERMINATE_FLAG not in flags:
-        flags = f"{flags} --{TERMINATE_FLAG}={COLLECTIVE_TIMEOUT_S}"
-    os.environ["XLA_FLAGS"] = flags.strip()
-
-
-# XLA aborts the process when one CPU device reaches an all-reduce 40 s (its default) before another.
-# On a loaded machine (two jobs on two cores) a device's thread can wait that long: ng-gnn, statnn and
-# nfn-np runs died so (SIGABRT, "Termination timeout for `all reduce ...` of 40 seconds exceeded").
-# Waiting is right; an hour still ends a real deadlock.
-TERMINATE_FLAG = "xla_cpu_collective_call_terminate_timeout_seconds"
-COLLECTIVE_TIMEOUT_S = 3600
+    if "xla_force_host_platform_device_count" in flags:
+        return
+    count = os.environ.get("ZOOBENCH_CPU_DEVICES") or str(os.cpu_count() or 1)
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={int(count)}".strip()
 
 
 def enable_compile_cache() -> None:
