@@ -6,6 +6,9 @@ test part's originals, one target at a time: Kendall tau above 0 (a constant's) 
 below that of predicting the train mean. Both targets are checked; a (method, target) pair
 that fails is marked with its measured scores, strict, so a method that starts passing must
 lose its mark and one that regresses fails.
+
+A method whose single seed passes or fails by chance is scored by the mean prediction of
+several seeds (`ENSEMBLE_SEEDS`), so the verdict does not hang on one CPU's rounding.
 """
 
 from __future__ import annotations
@@ -23,12 +26,17 @@ GNN_TRAIN = harness.TrainConfig(batch_size=16, epochs=20, patience=8, learning_r
 METHODS = (*classic.METHODS, "ng-gnn")
 TARGETS = ("test_acc", "gen_gap")
 
-# Measured with the settings above, seed 0: (Kendall tau, MSE / the train mean's MSE).
+# cnn-matrices' test_acc over seeds 0-5, one seed each: tau 0.03-0.39, MSE ratio 0.75-1.04 (seed 5
+# fails; a CI machine's CPU gave 0.07 / 1.04 at seed 0, this one 0.28 / 0.88). The mean of 5 seeds
+# gave tau 0.31-0.47 and ratio 0.83-0.91 over the windows of seeds 0-7.
+ENSEMBLE_SEEDS = {"cnn-matrices": 5}
+
+# Measured with the settings above, seed 0 (or the ensemble): (Kendall tau, MSE / the train mean's MSE).
 KNOWN_FAILURES = {
     ("flat-mlp", "test_acc"): "(0.17, 1.42): ranks a little, fits worse than the mean",
     ("flat-mlp", "gen_gap"): "(-0.19, 1.71)",
     ("statnn", "gen_gap"): "(0.04, 1.42)",
-    ("cnn-matrices", "gen_gap"): "(0.06, 1.34)",
+    ("cnn-matrices", "gen_gap"): "mean of 5 seeds: (-0.01, 1.35)",
     ("statnn-gbt", "gen_gap"): "(0.06, 1.21)",
 }
 
@@ -51,8 +59,10 @@ def scores(task):
                 outputs = harness.outputs(trained, task.test)
             else:
                 overrides = {} if method == "statnn-gbt" else {"hidden": 32}
-                model, _ = classic.fit(method, task, seed=0, train_cfg=CLASSIC_TRAIN, **overrides)
-                outputs = classic.outputs(model, task.test)
+                fits = [classic.fit(method, task, seed=s, train_cfg=CLASSIC_TRAIN, **overrides)[0]
+                        for s in range(ENSEMBLE_SEEDS.get(method, 1))]
+                runs = [classic.outputs(model, task.test) for model in fits]
+                outputs = {t: np.mean([r[t] for r in runs], axis=0) for t in runs[0]}
             cache[method] = held_out_scores(task, outputs)
             print(method, {t: np.round(s, 3).tolist() for t, s in cache[method].items()})
         return cache[method]
