@@ -21,15 +21,16 @@ def use_every_cpu_core() -> None:
     XLA runs a CPU device's program mostly on one core, so a population sharded over
     one device per core trains about twice as fast on two cores. An explicit device
     count in XLA_FLAGS is respected; ZOOBENCH_CPU_DEVICES overrides the core count.
+    Whatever the count, XLA's CPU client gets `cpu_threads` threads unless NPROC is set.
     """
-    flags = os.environ.get("XLA_FLAGS", "")
+    flags, cores = os.environ.get("XLA_FLAGS", ""), os.cpu_count() or 1
     found = DEVICE_COUNT_FLAG.search(flags)
     if found:
         count = int(found.group(1))
     else:
-        count = int(os.environ.get("ZOOBENCH_CPU_DEVICES") or os.cpu_count() or 1)
+        count = int(os.environ.get("ZOOBENCH_CPU_DEVICES") or cores)
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
-    os.environ.setdefault("NPROC", str(cpu_threads(count, os.cpu_count() or 1)))
+    os.environ.setdefault("NPROC", str(cpu_threads(count, cores)))
 
 
 def cpu_threads(devices: int, cores: int) -> int:
