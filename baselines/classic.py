@@ -28,7 +28,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
@@ -98,9 +97,6 @@ class ArrayConfig:
     hidden: int = 64
     layers: int = 2
     embed_dim: int = 16
-    # regression: head name -> (offset, gain): squash(offset + gain * head(h)), set from train
-    # targets by `fit_neural` so that a fresh model predicts about the train mean with the train spread.
-    affine: tuple[tuple[str, float, float], ...] = ()
 
 
 def config_for(task, method: str, **overrides) -> ArrayConfig:
@@ -116,7 +112,7 @@ class ArrayNet(nn.Module):
     config: ArrayConfig
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, affine=None):
         cfg = self.config
         if cfg.trunk == "cnn":
             for i in range(cfg.layers):
@@ -127,15 +123,18 @@ class ArrayNet(nn.Module):
             h = x
             for _ in range(cfg.layers):
                 h = nn.gelu(nn.Dense(cfg.hidden)(h))
-        return heads(self, cfg, h)
+        return heads(self, cfg, h, affine)
 
 
-def heads(module: nn.Module, cfg, h):
+def heads(module: nn.Module, cfg, h, affine=None):
     """The task's heads on features `h`, created inside `module`'s compact call.
 
     A function rather than a module so that every array method (and nfn-np) shares the
     heads without nesting their parameters one level deeper. `cfg` needs ``kind``,
-    ``outputs``, ``embed_dim`` and ``affine`` (as `ArrayConfig`).
+    ``outputs`` and ``embed_dim`` (as `ArrayConfig`). `affine` (regression: head name ->
+    (offset, gain), `harness.head_affine` of the train targets) gives squash(offset + gain *
+    head(h)), so that a fresh model predicts about the train mean with the train spread; an
+    argument, so every split of a task runs one compiled program.
     """
     dense = {name: nn.Dense(size, name=f"head_{name}") for name, size in cfg.outputs}
     if cfg.kind == "retrieval":
@@ -146,7 +145,7 @@ def heads(module: nn.Module, cfg, h):
         out["embedding"] = z
         return out
     out = {name: head(h) for name, head in dense.items()}
-    for name, offset, gain in cfg.affine:
+    for name, (offset, gain) in (affine or {}).items():
         out[name] = offset + gain * out[name]
     if cfg.kind == "regression":
         out = {name: jax.nn.sigmoid(v) if name == "test_acc" else jnp.tanh(v) for name, v in out.items()}
@@ -176,7 +175,8 @@ def _padded(x: np.ndarray, targets: dict, idx: np.ndarray, size: int):
 
 
 def _steps(model: ArrayNet, tx, scale: dict, mesh):
-    return harness.jitted_steps(model.apply, model.config, tx, scale, mesh, TRACES)
+    forward = lambda params, x, affine: model.apply(params, x, affine)  # noqa: E731
+    return harness.jitted_steps(forward, model.config, tx, scale, mesh, TRACES, key=("array",))
 
 
 def _batch_size(train_cfg: harness.TrainConfig, n_dev: int) -> int:
@@ -192,25 +192,6 @@ def _eval(evaluate, params, x: np.ndarray, batch: int) -> dict[str, np.ndarray]:
         for name, v in out.items():
             chunks.setdefault(name, []).append(np.asarray(v)[mask.astype(bool)])
     return {name: np.concatenate(v) for name, v in chunks.items()}
-
-
-def head_affine(y_train: dict[str, np.ndarray]) -> tuple[tuple[str, float, float], ...]:
-    """Pre-activation offset and gain per regression head from train targets only.
-
-    test_acc goes through a sigmoid, gen_gap through a tanh: the offset is the
-    inverse squash of the train mean, the gain the train std over the squash's slope there.
-    """
-    affine = []
-    for name, y in y_train.items():
-        mean, std = float(np.mean(y)), float(np.std(y)) + 1e-3
-        if name == "test_acc":
-            m = float(np.clip(mean, 1e-3, 1 - 1e-3))
-            offset, slope = float(np.log(m / (1 - m))), m * (1 - m)
-        else:
-            m = float(np.clip(mean, -0.999, 0.999))
-            offset, slope = float(np.arctanh(m)), 1 - m * m
-        affine.append((name, offset, std / slope))
-    return tuple(affine)
 
 
 def selection_metric(cfg: ArrayConfig, out: dict, targets: dict, scale: dict) -> float:
@@ -235,10 +216,8 @@ def fit_neural(method: str, model_cfg: ArrayConfig, train_cfg: harness.TrainConf
     y_train, y_val = harness.part_targets(model_cfg, task.train), harness.part_targets(model_cfg, task.val)
     scale = ({n: (float(np.mean(v)), float(np.std(v)) + 1e-3) for n, v in y_train.items()}
              if model_cfg.kind == "regression" else {})
-    if model_cfg.kind == "regression" and not model_cfg.affine:
-        model_cfg = dataclasses.replace(model_cfg, affine=head_affine(y_train))
     model = ArrayNet(model_cfg)
-    tx = optax.adamw(train_cfg.learning_rate, weight_decay=train_cfg.weight_decay)
+    tx = harness.adamw(train_cfg.learning_rate, train_cfg.weight_decay)
     params = model.init(jax.random.PRNGKey(seed), x_train[:1])
     state = jax.device_put(harness.State(params, tx.init(params)), NamedSharding(mesh, P()))
     train, evaluate = _steps(model, tx, scale, mesh)
@@ -257,7 +236,7 @@ def outputs_neural(trained: TrainedArray, part) -> dict[str, np.ndarray]:
     batch = _batch_size(trained.train_config, mesh.devices.size)
     evaluate = trained.evaluate
     if evaluate is None:
-        _, evaluate = _steps(ArrayNet(trained.model_config), optax.identity(), trained.scale, mesh)
+        _, evaluate = _steps(ArrayNet(trained.model_config), harness.NO_UPDATE, trained.scale, mesh)
     x = trained.standardizer(raw_features(trained.method, part))
     return _eval(evaluate, trained.variables, x, batch)
 

@@ -16,7 +16,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -285,41 +287,95 @@ def scale_arrays(scale: dict) -> dict:
     return {name: tuple(np.float32(v) for v in pair) for name, pair in scale.items()}
 
 
-def jitted_steps(forward, cfg, tx, scale: dict, mesh: Mesh, traces: dict):
+def head_affine(scale: dict) -> dict[str, tuple[np.float32, np.float32]]:
+    """Pre-activation offset and gain per regression head, from the train targets' (mean, std) `scale`.
+
+    test_acc goes through a sigmoid, gen_gap through a tanh: the offset is the inverse
+    squash of the train mean, the gain the train std over the squash's slope there, so a
+    fresh model predicts about the train mean with the train spread. Like `scale_arrays`,
+    an argument of the compiled steps, not a constant in them.
+    """
+    affine = {}
+    for name, (mean, std) in scale.items():
+        if name == "test_acc":
+            m = float(np.clip(mean, 1e-3, 1 - 1e-3))
+            offset, slope = float(np.log(m / (1 - m))), m * (1 - m)
+        else:
+            m = float(np.clip(mean, -0.999, 0.999))
+            offset, slope = float(np.arctanh(m)), 1 - m * m
+        affine[name] = (np.float32(offset), np.float32(std / slope))
+    return affine
+
+
+@functools.cache
+def adamw(learning_rate: float, weight_decay: float, flatten: bool = False) -> optax.GradientTransformation:
+    """optax.adamw (over one flattened vector when `flatten`), one object per setting: the
+    compiled steps are kept by optimizer (`jitted_steps`), so equal settings must give one."""
+    tx = optax.adamw(learning_rate, weight_decay=weight_decay)
+    return optax.flatten(tx) if flatten else tx
+
+
+NO_UPDATE = optax.identity()  # the optimizer of steps made only to evaluate
+# Compiled (train, evaluate) pairs by (method key, model config, optimizer, mesh, counter), most
+# recent last: every split and seed of a task has the same shapes and config, so a main job's
+# runs of one method on one task share one pair instead of tracing and compiling their own.
+COMPILED: OrderedDict = OrderedDict()
+COMPILED_LIMIT = 64
+
+
+def jitted_steps(forward, cfg, tx, scale: dict, mesh: Mesh, traces: dict, key: tuple | None = None):
     """Jitted ``train(state, inputs, targets, mask)`` and ``evaluate(params, inputs)``, batch-sharded.
 
-    Shared by every neural method: `forward(params, inputs)` gives the heads' outputs,
-    `cfg` (``kind``, ``outputs``) the loss, `traces` counts compilations. The loss is
-    the mean over the real items (mask 1) of `per_graph_loss`.
+    Shared by every neural method: `forward(params, inputs, affine)` gives the heads' outputs
+    (`affine`: `head_affine`, for the methods whose heads read it), `cfg` (``kind``,
+    ``outputs``) the loss, `traces` counts compilations. The loss is the mean over the real
+    items (mask 1) of `per_graph_loss`. The per-task constants (`scale`, `head_affine`) are
+    arguments of the compiled programs; with a `key` that, with `cfg`, determines `forward`,
+    the programs are kept in `COMPILED` and reused by later calls with equal settings.
     """
+    consts = {"scale": scale_arrays(scale), "affine": head_affine(scale) if cfg.kind == "regression" else {}}
+    cache_key = None if key is None else (key, cfg, tx, mesh, id(traces))
+    if cache_key in COMPILED:
+        COMPILED.move_to_end(cache_key)
+        jitted, evaluate = COMPILED[cache_key]
+    else:
+        jitted, evaluate = _compile_steps(forward, cfg, tx, mesh, traces)
+        if cache_key is not None:
+            COMPILED[cache_key] = jitted, evaluate
+            while len(COMPILED) > COMPILED_LIMIT:
+                COMPILED.popitem(last=False)
+    return ((lambda state, inputs, targets, mask: jitted(state, consts, inputs, targets, mask)),
+            (lambda params, inputs: evaluate(params, consts, inputs)))
+
+
+def _compile_steps(forward, cfg, tx, mesh: Mesh, traces: dict):
     data = NamedSharding(mesh, P("data"))
     repl = NamedSharding(mesh, P())
 
-    def loss_fn(params, scale, inputs, targets, mask):
-        loss = per_graph_loss(cfg, forward(params, inputs), targets, scale)
+    def loss_fn(params, consts, inputs, targets, mask):
+        out = forward(params, inputs, consts["affine"])
+        loss = per_graph_loss(cfg, out, targets, consts["scale"])
         return jnp.sum(loss * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
-    def train_step(state: State, scale, inputs, targets, mask):
+    def train_step(state: State, consts, inputs, targets, mask):
         traces["train"] += 1
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, scale, inputs, targets, mask)
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, consts, inputs, targets, mask)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         return State(optax.apply_updates(state.params, updates), opt_state), loss
 
-    def eval_step(params, inputs):
+    def eval_step(params, consts, inputs):
         traces["eval"] += 1
-        return forward(params, inputs)
+        return forward(params, inputs, consts["affine"])
 
     jitted = jax.jit(train_step, in_shardings=(repl, repl, data, data, data), out_shardings=(repl, repl),
                      donate_argnums=0)
-    consts = scale_arrays(scale)
-    evaluate = jax.jit(eval_step, in_shardings=(repl, data), out_shardings=data)
-    return (lambda state, inputs, targets, mask: jitted(state, consts, inputs, targets, mask)), evaluate
+    return jitted, jax.jit(eval_step, in_shardings=(repl, repl, data), out_shardings=data)
 
 
 def make_steps(model: NeuralGraphNet, tx, scale: dict, mesh: Mesh):
     """ng-gnn's jitted train and eval steps over device-stacked batches (one model apply per share)."""
-    forward = lambda params, graph: jax.vmap(lambda g: model.apply(params, g))(graph)  # noqa: E731
-    return jitted_steps(forward, model.config, tx, scale, mesh, TRACES)
+    forward = lambda params, graph, _: jax.vmap(lambda g: model.apply(params, g))(graph)  # noqa: E731
+    return jitted_steps(forward, model.config, tx, scale, mesh, TRACES, key=("ng-gnn",))
 
 
 def run_eval(evaluate, params, graphs, cfg: TrainConfig, n_dev: int, buckets: SizeBuckets,
@@ -417,7 +473,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, task, seed: int = 0) -> 
     scale = ({n: (float(np.mean(v)), float(np.std(v)) + 1e-3) for n, v in y_train.items()}
              if model_cfg.kind == "regression" else {})
     model = NeuralGraphNet(model_cfg)
-    tx = optax.adamw(train_cfg.learning_rate, weight_decay=train_cfg.weight_decay)
+    tx = adamw(train_cfg.learning_rate, train_cfg.weight_decay)
     first = stacked_batch(parts["train"][:1], {}, 1, buckets.budgets[assigned["train"][0]])[0]
     params = model.init(jax.random.PRNGKey(seed), jax.tree.map(lambda x: x[0], first))
     # Placed replicated up front, so the first step sees the sharding every later step sees (one trace).
@@ -450,7 +506,7 @@ def outputs(trained: Trained, part) -> dict[str, np.ndarray]:
         assignment = np.where(assignment < 0, len(buckets.limits) - 1, assignment)
     evaluate = trained.evaluate
     if evaluate is None:
-        _, evaluate = make_steps(NeuralGraphNet(trained.model_config), optax.identity(), trained.scale, mesh)
+        _, evaluate = make_steps(NeuralGraphNet(trained.model_config), NO_UPDATE, trained.scale, mesh)
     return run_eval(evaluate, trained.variables, graphs, trained.train_config, n_dev, buckets, assignment)
 
 

@@ -44,7 +44,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -239,7 +238,7 @@ class NFNConfig:
     """nfn-np.
 
     Attributes:
-      kind, outputs, embed_dim, affine: the heads (as `classic.ArrayConfig`, `classic.heads`).
+      kind, outputs, embed_dim: the heads (as `classic.ArrayConfig`, `classic.heads`).
       hidden: features per weight-space entry; layers: NP layers; head_hidden: the MLP after pooling.
       max_depth: hidden layers of the deepest network of the task (the slots of the global terms).
       io_embed: learned embeddings of input and output positions (NFN's ``io_embed``).
@@ -253,7 +252,6 @@ class NFNConfig:
     embed_dim: int = 16
     max_depth: int = 4
     io_embed: bool = True
-    affine: tuple[tuple[str, float, float], ...] = ()
 
     @property
     def slots(self) -> tuple[str, ...]:
@@ -271,7 +269,7 @@ class NFN(nn.Module):
     config: NFNConfig
 
     @nn.compact
-    def __call__(self, batch):
+    def __call__(self, batch, affine=None):
         cfg = self.config
         raw_w, raw_b = batch["w"], batch["b"]
         names = slot_names(len(raw_w) - 1)
@@ -293,7 +291,7 @@ class NFN(nn.Module):
             ws, bs = NPLinear(cfg.hidden, cfg.slots, name=f"np_{k}")(ws, bs, batch)
             ws, bs = [nn.gelu(w) for w in ws], [nn.gelu(b) for b in bs]  # gelu(0) = 0: padding stays 0
         h = nn.gelu(nn.Dense(cfg.head_hidden)(summary(ws, bs, batch, cfg.slots)))
-        return classic.heads(self, cfg, h)
+        return classic.heads(self, cfg, h, affine)
 
 
 def merge_params(trees: Sequence) -> dict:
@@ -410,7 +408,8 @@ def config_for(task, **overrides) -> NFNConfig:
 
 
 def _steps(model: NFN, tx, scale: dict, mesh):
-    return harness.jitted_steps(model.apply, model.config, tx, scale, mesh, TRACES)
+    forward = lambda params, batch, affine: model.apply(params, batch, affine)  # noqa: E731
+    return harness.jitted_steps(forward, model.config, tx, scale, mesh, TRACES, key=("nfn-np",))
 
 
 def _initial(path: str, shape, seed: int) -> np.ndarray:
@@ -467,13 +466,11 @@ def fit(task, seed: int = 0, train_cfg: harness.TrainConfig | None = None,
     y_train, y_val = harness.part_targets(cfg, task.train), harness.part_targets(cfg, task.val)
     target_scale = ({n: (float(np.mean(v)), float(np.std(v)) + 1e-3) for n, v in y_train.items()}
                     if cfg.kind == "regression" else {})
-    if cfg.kind == "regression" and not cfg.affine:
-        cfg = dataclasses.replace(cfg, affine=classic.head_affine(y_train))
     mesh = harness.mesh_for(train_cfg.num_devices)
     size = harness.per_device(train_cfg.batch_size, mesh.devices.size) * mesh.devices.size
     model = NFN(cfg)
     # Flattened: one update over one vector instead of one per parameter leaf (a smaller program).
-    tx = optax.flatten(optax.adamw(train_cfg.learning_rate, weight_decay=train_cfg.weight_decay))
+    tx = harness.adamw(train_cfg.learning_rate, train_cfg.weight_decay, flatten=True)
     params = init_params(model, list(enc.values()), seed)
     state = jax.device_put(harness.State(params, tx.init(params)), NamedSharding(mesh, P()))
     train, evaluate = _steps(model, tx, target_scale, mesh)
@@ -494,7 +491,7 @@ def outputs(trained: TrainedNFN, part) -> dict[str, np.ndarray]:
     nets = [params for params, _ in part.networks()]
     evaluate = trained.evaluate
     if evaluate is None:
-        _, evaluate = _steps(NFN(trained.model_config), optax.identity(), trained.target_scale, mesh)
+        _, evaluate = _steps(NFN(trained.model_config), harness.NO_UPDATE, trained.target_scale, mesh)
     # Networks wider or deeper than any seen at fit time get a larger padding (one more compilation).
     enc = encode_part(nets, trained.layouts, widest(trained.paddings, paddings_of(nets)), trained.scale)
     return run_eval(evaluate, trained.variables, enc, size)

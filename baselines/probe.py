@@ -39,7 +39,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -64,7 +63,6 @@ class ProbeConfig:
       generator_layers, generator_width: the deep linear generator: `generator_layers`
         Dense layers without activations, the hidden ones `generator_width` wide.
       hidden, layers, embed_dim: the MLP head (`classic.ArrayNet`'s trunk and heads).
-      affine: regression head offsets and gains, set from train targets by `fit`.
     """
 
     kind: str = "regression"
@@ -76,7 +74,6 @@ class ProbeConfig:
     hidden: int = 128
     layers: int = 2
     embed_dim: int = 16
-    affine: tuple[tuple[str, float, float], ...] = ()
 
     def __post_init__(self):
         for name in ("num_probes", "latent_dim", "generator_layers", "generator_width", "hidden", "layers",
@@ -87,7 +84,7 @@ class ProbeConfig:
 
     def head(self) -> classic.ArrayConfig:
         return classic.ArrayConfig(kind=self.kind, outputs=self.outputs, trunk="mlp", hidden=self.hidden,
-                                   layers=self.layers, embed_dim=self.embed_dim, affine=self.affine)
+                                   layers=self.layers, embed_dim=self.embed_dim)
 
 
 def config_for(task, **overrides) -> ProbeConfig:
@@ -266,10 +263,10 @@ def model_forward(cfg: ProbeConfig, input_dims: tuple[int, ...], spec: ArchSpec)
     """``forward(variables, (nets, activation)) -> heads`` for a batch of networks of group `spec`."""
     generator, head = ProbeGenerator(cfg, input_dims), classic.ArrayNet(cfg.head())
 
-    def run(variables, inputs):
+    def run(variables, inputs, affine=None):
         nets, activation = inputs
         out = responses(spec, nets, activation, generator.apply(variables["generator"]))
-        return head.apply(variables["head"], out.reshape(out.shape[0], -1))
+        return head.apply(variables["head"], out.reshape(out.shape[0], -1), affine)
     return run
 
 
@@ -286,7 +283,8 @@ def init_variables(cfg: ProbeConfig, input_dims: tuple[int, ...], out_width: int
 def _steps_for(cfg, input_dims, tx, scale, mesh, steps: dict, spec: ArchSpec):
     """The jitted (train, evaluate) of group `spec`, made once and kept in `steps`."""
     if spec not in steps:
-        steps[spec] = harness.jitted_steps(model_forward(cfg, input_dims, spec), cfg, tx, scale, mesh, TRACES)
+        steps[spec] = harness.jitted_steps(model_forward(cfg, input_dims, spec), cfg, tx, scale, mesh, TRACES,
+                                           key=("probe", input_dims, spec))
     return steps[spec]
 
 
@@ -329,10 +327,8 @@ def fit(task, seed: int = 0, train_cfg: harness.TrainConfig | None = None,
     y_train, y_val = harness.part_targets(cfg, task.train), harness.part_targets(cfg, task.val)
     scale = ({n: (float(np.mean(v)), float(np.std(v)) + 1e-3) for n, v in y_train.items()}
              if cfg.kind == "regression" else {})
-    if cfg.kind == "regression" and not cfg.affine:
-        cfg = dataclasses.replace(cfg, affine=classic.head_affine(y_train))
     variables = init_variables(cfg, input_dims, out_width, seed)
-    tx = optax.adamw(train_cfg.learning_rate, weight_decay=train_cfg.weight_decay)
+    tx = harness.adamw(train_cfg.learning_rate, train_cfg.weight_decay)
     state = jax.device_put(harness.State(variables, tx.init(variables)), NamedSharding(mesh, P()))
     steps: dict = {}
     step = lambda spec: _steps_for(cfg, input_dims, tx, scale, mesh, steps, spec)  # noqa: E731
@@ -358,7 +354,7 @@ def outputs(trained: TrainedProbe, part) -> dict[str, np.ndarray]:
     # Networks wider than any the groups were made for (e.g. another zoo) widen them: new programs.
     groups = plan_groups([a for _, a in part.networks()], trained.groups)
     cfg = trained.model_config
-    evaluate = lambda spec: _steps_for(cfg, trained.input_dims, optax.identity(), trained.scale,  # noqa: E731
+    evaluate = lambda spec: _steps_for(cfg, trained.input_dims, harness.NO_UPDATE, trained.scale,  # noqa: E731
                                        mesh, trained.steps, spec)[1]
     return evaluate_stacks(evaluate, trained.variables, stack(part, groups), size)
 

@@ -80,6 +80,24 @@ def test_deterministic_given_seed(gen_task):
                                   classic.outputs(gb, gen_task.test)["test_acc"])
 
 
+def test_splits_share_one_compiled_program_and_keep_their_own_constants(tiny_preset_zoo, gen_task):
+    """A second split of a task reuses the first's compiled steps (nothing traced) and still
+    gives what a fresh compilation gives: its target scales and head offsets are arguments."""
+    short = harness.TrainConfig(batch_size=16, epochs=2, progress=False)
+    other = load_task("generalization", tiny_preset_zoo, "ood-width")
+    fit = lambda task: classic.fit("statnn", task, seed=1, train_cfg=short, hidden=16)[0]  # noqa: E731
+    harness.COMPILED.clear()
+    expected = classic.outputs(fit(other), other.test)
+    harness.COMPILED.clear()
+    classic.outputs(fit(gen_task), gen_task.test)  # a run of the main job: fit, then predict
+    before = dict(classic.TRACES)
+    got = classic.outputs(fit(other), other.test)
+    assert classic.TRACES == before
+    assert abs(np.mean(other.train.targets["test_acc"]) - np.mean(gen_task.train.targets["test_acc"])) > 1e-3
+    for name in ("test_acc", "gen_gap"):
+        np.testing.assert_array_equal(got[name], expected[name])
+
+
 def test_standardised_with_train_statistics_only(gen_task, trained):
     model, _ = trained("statnn")
     x = classic.raw_features("statnn", gen_task.train).astype(np.float64)

@@ -166,6 +166,7 @@ def test_probe_features_keep_the_invariance_and_the_sensitivity(networks, probe_
 @pytest.fixture(scope="module")
 def fitted(gen_task):
     """ng-gnn trained once on the tiny generalization task: (trained, history, traces before the fit)."""
+    harness.COMPILED.clear()  # count this fit's compilations, not reuse of an earlier test's
     before = dict(harness.TRACES)
     trained, history = harness.fit(harness.model_config_for(gen_task, hidden=32, num_layers=2), TINY,
                                    gen_task, seed=0)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from nets import cnn, mlp, random_params
 
-from baselines import nfn
+from baselines import harness, nfn
 from baselines.run import fit_predict, settings_for
 from benchmark import load_task
 from zoo_builder.architecture import ArchSpec
@@ -153,6 +153,7 @@ def test_layouts_share_np_parameters_and_keep_their_own_lifts(model_and_params):
 def test_smoke_fit_on_the_tiny_zoo(tiny_preset_zoo):
     """The smoke profile trains on train, selects on val, predicts every test item (twins included)."""
     task = load_task("generalization", tiny_preset_zoo)
+    harness.COMPILED.clear()
     nfn.TRACES.update(train=0, eval=0)
     fitted = fit_predict("nfn-np", task, 0, settings_for("nfn-np", "smoke"))
     cap = settings_for("nfn-np", "smoke").train.epochs

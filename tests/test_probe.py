@@ -168,6 +168,7 @@ def test_smoke_fit_predicts_and_twins_agree(gen_task):
 def test_classification_and_retrieval_submissions(tiny_zoo, name, tmp_path):
     """On the build-mechanics zoo: its MLPs are one group, so one program each to compile."""
     short = dataclasses.replace(SMOKE, epochs=2)
+    harness.COMPILED.clear()
     traces = dict(probe.TRACES)
     [path] = run(tiny_zoo, name, "probe", out_dir=tmp_path,
                  settings=MethodSettings(train=short, model=(("num_probes", 16), ("hidden", 16))))
