@@ -126,7 +126,8 @@ def _same_items(detail: dict, group: dict) -> bool:
 
 
 def render_site(rows: list[dict], out_dir, details: list[dict] | None = None, *,
-                title: str = "zoobench leaderboard", curves: list[dict] | None = None) -> Path:
+                title: str = "zoobench leaderboard", curves: list[dict] | None = None,
+                figures: list[dict] | None = None) -> Path:
     """Write OUT_DIR/index.html and its PNG plots; returns the page's path.
 
     Args:
@@ -137,6 +138,8 @@ def render_site(rows: list[dict], out_dir, details: list[dict] | None = None, *,
         (generalization, test accuracy) or ``embeddings``/``labels`` (retrieval).
       curves: optional learning curves of the runs (`plots.learning_curves`): dicts
         with ``title`` and ``history``; drawn in one figure at the end.
+      figures: optional figures already drawn into OUT_DIR (e.g. INR reconstructions): dicts
+        with ``file`` (a name in OUT_DIR), ``title`` and ``caption``; shown after the tables.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -169,6 +172,10 @@ def render_site(rows: list[dict], out_dir, details: list[dict] | None = None, *,
             plots.embedding_projection(d, out_dir / png)
             body.append(f"<h3>{esc(d['method'])} {esc(d['version'])}: embeddings (PCA)</h3>")
             body.append(f'<img src="{esc(png)}" alt="{esc("PCA of " + d["method"])}">')
+    for fig in figures or ():
+        body.append(f"<h2>{esc(fig['title'])}</h2>")
+        body.append(f'<p class="meta">{esc(fig["caption"])}</p>')
+        body.append(f'<img src="{esc(fig["file"])}" alt="{esc(fig["title"])}">')
     if curves:
         plots.learning_curves(curves, out_dir / "learning-curves.png")
         body.append("<h2>learning curves</h2>")

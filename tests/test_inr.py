@@ -374,6 +374,24 @@ def test_show_inr_draws_a_png_and_tasks_do_not_crash(capsys, inr_zoo, tmp_path):
     assert "inr-classification" in out and "retrieval" in out and "generalization" not in out
 
 
+def test_gallery_draws_one_inr_per_label_with_its_image(inr_zoo, tmp_path):
+    from zoobench.zoo_commands import draw_inr_gallery  # noqa: PLC0415 (the application's drawing)
+
+    zoo = load_zoo(inr_zoo)
+    ids = draw_inr_gallery(zoo, tmp_path / "gallery.png")
+    assert (tmp_path / "gallery.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    final = zoo.final.set_index("network_id")
+    assert sorted(final.loc[ids, "label"]) == sorted(final["label"].unique())
+    for nid in ids:  # the lowest image index of its label
+        same = final[final["label"] == final.loc[nid, "label"]]
+        assert final.loc[nid, "image_index"] == same["image_index"].min()
+    images = inr.images_of(zoo, ids)
+    # Each image is the one its INR was fitted to: its reconstruction is nearer it than any other.
+    errors = np.array([[np.mean((inr.reconstruct(zoo.arch(nid), zoo.params(nid)) - image) ** 2)
+                        for image in images] for nid in ids])
+    assert (errors.argmin(axis=1) == np.arange(len(ids))).all()
+
+
 def test_a_build_of_another_kind_in_the_same_directory_is_refused(inr_zoo, tmp_path, monkeypatch):
     monkeypatch.setattr(build_module, "_build_inr", lambda *a, **k: pytest.fail("must not build"))
     with pytest.raises(Exception, match="holds a zoo of another config"):

@@ -122,6 +122,9 @@ def test_page_and_plots(reproduced):
     assert any(i.startswith("generalization-") for i in images)
     assert any(i.startswith("embedding-") for i in images)
     assert "learning-curves.png" in images
+    assert [i for i in images if i.startswith("inr-reconstructions-")] == [
+        i for i in images if i.startswith("inr-reconstructions-inr-tiny")]  # the INR zoo's, only
+    assert len([i for i in images if i.startswith("inr-reconstructions-")]) == 1
     tables = _tables((out / "leaderboard.md").read_text())
     assert len([i for i in images if i.startswith("bars-")]) == len(tables)  # one per table, both zoos
     for image in images:

@@ -387,16 +387,28 @@ def image_of(zoo, network_id: str) -> np.ndarray:
       ZooError: the zoo is not of INRs, or its dataset loads differently now than when
         it was built (the fingerprint in its manifest differs).
     """
+    return images_of(zoo, [network_id])[0]
+
+
+def images_of(zoo, network_ids: Sequence[str]) -> list[np.ndarray]:
+    """`image_of` for several INRs, loading each of their datasets once."""
     if zoo.kind != "inr":
         raise ZooError(f"{zoo.root}: a zoo of kind {zoo.kind!r}, not of INRs; its networks represent "
                        "no image")
-    row = zoo.row(network_id)
-    name = row["dataset"]
-    ds = load_dataset(name, tuple(zoo.manifest["config"]["zoo"]["input_shape"]), input_scaling=TARGET_SCALING)
-    recorded = zoo.manifest.get("datasets", {}).get(name, {}).get("fingerprint")
-    if recorded != ds.fingerprint:
-        raise ZooError(f"{zoo.root / 'manifest.json'}: dataset {name} now loads with fingerprint "
-                       f"{ds.fingerprint[:12]}..., not the {str(recorded)[:12]}... the zoo was built on")
-    images, _ = split_arrays(ds, row["image_split"])
-    shape = images.shape[1:]
-    return image_targets(images[int(row["image_index"])][None]).reshape(shape)
+    loaded: dict[str, object] = {}
+    out = []
+    for network_id in network_ids:
+        row = zoo.row(network_id)
+        name = row["dataset"]
+        if name not in loaded:
+            ds = load_dataset(name, tuple(zoo.manifest["config"]["zoo"]["input_shape"]),
+                              input_scaling=TARGET_SCALING)
+            recorded = zoo.manifest.get("datasets", {}).get(name, {}).get("fingerprint")
+            if recorded != ds.fingerprint:
+                raise ZooError(f"{zoo.root / 'manifest.json'}: dataset {name} now loads with fingerprint "
+                               f"{ds.fingerprint[:12]}..., not the {str(recorded)[:12]}... the zoo was "
+                               "built on")
+            loaded[name] = ds
+        images, _ = split_arrays(loaded[name], row["image_split"])
+        out.append(image_targets(images[int(row["image_index"])][None]).reshape(images.shape[1:]))
+    return out

@@ -37,7 +37,7 @@ from baselines.run import METHODS, applies, epoch_cap, fit_predict, settings_for
 from benchmark.splits import SplitUnavailable
 from benchmark.submission import SubmissionError, validate_submission, write_submission
 from benchmark.tasks import TASK_SPLITS, ZOO_TASKS, TaskUnavailable, load_task
-from leaderboard.html import prediction_details, render_site
+from leaderboard.html import prediction_details, render_site, safe_name
 from leaderboard.score import score_submission, strict_json
 from leaderboard.store import add_result, connect, entries, find_result
 from leaderboard.table import group_rows, render
@@ -46,6 +46,7 @@ from zoo_builder.config import load_config, preset_path
 from zoo_builder.files import sha256_file, write_json
 from zoo_builder.storage import load_zoo
 from zoobench.options import positive_int
+from zoobench.zoo_commands import draw_inr_gallery
 
 PRESET_PROFILE = {"tiny": "smoke", "small": "fast", "paper": "full"}
 # The INR zoo each preset's main job also builds, with its tables beside the first zoo's.
@@ -235,7 +236,15 @@ def stage_report(done: list[ZooRun], db: Path, out: Path, header: str) -> str:
         curves += [{"title": f"{j.method} {j.task}/{j.split} ({r.zoo.name})",
                     "history": r.runs[j.name]["history"]}
                    for j in r.jobs if j.seed == 0 and r.runs.get(j.name, {}).get("history")]
-    render_site(rows, out, details, curves=curves,
+    figures = []
+    for r in done:
+        if r.zoo.kind == "inr":
+            name = f"inr-reconstructions-{safe_name(r.zoo.name)}.png"
+            draw_inr_gallery(r.zoo, out / name)
+            figures.append({"file": name, "title": f"INR reconstructions ({r.zoo.name})",
+                            "caption": "one INR per label: the image it was fitted to (top), the image the "
+                                       "INR gives at every pixel (bottom), and its PSNR"})
+    render_site(rows, out, details, curves=curves, figures=figures,
                 title="zoobench leaderboard: zoos " + ", ".join(r.zoo.name for r in done))
     return markdown
 

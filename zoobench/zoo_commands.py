@@ -27,7 +27,7 @@ from zoo_builder.config import PRESETS, load_config, load_preset, preset_path
 from zoo_builder.devices import Cluster, barrier, join_cluster
 from zoo_builder.errors import UsageError
 from zoo_builder.files import atomic_path, sha256_file
-from zoo_builder.inr import image_of, reconstruct
+from zoo_builder.inr import image_of, images_of, reconstruct
 from zoo_builder.smallcnnzoo import checkpoint_count, import_smallcnnzoo, parse_input_shape, read_row_order
 from zoo_builder.storage import ZooError, load_zoo, verify_zoo
 from zoobench.options import add_json_option, address, emit, non_negative_int, positive_int, shard
@@ -220,6 +220,40 @@ def draw_inr(image, reconstruction, title: str, out: Path) -> None:
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format=out.suffix.lstrip(".").lower() or "png", dpi=100)
     plt.close(fig)
+
+
+def draw_inr_gallery(zoo, out: Path) -> list[str]:
+    """Write a PNG of one INR per label (that of the lowest image index): each image above the
+    reconstruction its INR gives, with the INR's PSNR. Returns the INRs' ids, in label order."""
+    import matplotlib  # noqa: PLC0415 (slow to import; only drawing needs it)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415 (as above)
+
+    final = zoo.final.sort_values(["label", "image_index", "network_id"])
+    chosen = final.drop_duplicates("label")
+    ids = list(chosen["network_id"])
+    fig, axes = plt.subplots(2, len(ids), figsize=(1.3 * len(ids) + 0.6, 3.2), squeeze=False)
+    images = images_of(zoo, ids)
+    for col, (network_id, row, image) in enumerate(zip(ids, chosen.itertuples(), images, strict=True)):
+        recon = reconstruct(zoo.arch(network_id), zoo.params(network_id))
+        gray = image.shape[-1] == 1
+        for ax, picture in zip(axes[:, col], (image, recon), strict=True):
+            picture = picture.clip(0.0, 1.0)
+            ax.imshow(picture[..., 0] if gray else picture, cmap="gray" if gray else None, vmin=0.0,
+                      vmax=1.0, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0, col].set_title(f"label {int(row.label)}", fontsize=8)
+        axes[1, col].set_xlabel(f"{float(row.psnr):.1f} dB", fontsize=8)
+    axes[0, 0].set_ylabel("image", fontsize=8)
+    axes[1, 0].set_ylabel("INR", fontsize=8)
+    fig.suptitle(f"{zoo.name}: images and their INRs' reconstructions (PSNR)", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return ids
 
 
 def cmd_zoo_show_inr(args) -> int:
