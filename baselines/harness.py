@@ -319,8 +319,10 @@ NO_UPDATE = optax.identity()  # the optimizer of steps made only to evaluate
 # Compiled (train, evaluate) pairs by (method key, model config, optimizer, mesh, counter), most
 # recent last: every split and seed of a task has the same shapes and config, so a main job's
 # runs of one method on one task share one pair instead of tracing and compiling their own.
+# Bounded: each program holds its own code mappings (a full test run with 64 kept passed 1 MiB of
+# /proc/self/maps); one task and split of the main job makes about 10 (probe one per network group).
 COMPILED: OrderedDict = OrderedDict()
-COMPILED_LIMIT = 64
+COMPILED_LIMIT = 24
 
 
 def jitted_steps(forward, cfg, tx, scale: dict, mesh: Mesh, traces: dict, key: tuple | None = None):
