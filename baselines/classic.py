@@ -214,8 +214,7 @@ def fit_neural(method: str, model_cfg: ArrayConfig, train_cfg: harness.TrainConf
     std = Standardizer.fit(x_train)
     x_train, x_val = std(x_train), std(raw_features(method, task.val))
     y_train, y_val = harness.part_targets(model_cfg, task.train), harness.part_targets(model_cfg, task.val)
-    scale = ({n: (float(np.mean(v)), float(np.std(v)) + 1e-3) for n, v in y_train.items()}
-             if model_cfg.kind == "regression" else {})
+    scale = harness.target_scale(model_cfg, y_train)
     model = ArrayNet(model_cfg)
     tx = harness.adamw(train_cfg.learning_rate, train_cfg.weight_decay)
     params = model.init(jax.random.PRNGKey(seed), x_train[:1])

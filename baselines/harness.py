@@ -287,6 +287,14 @@ def scale_arrays(scale: dict) -> dict:
     return {name: tuple(np.float32(v) for v in pair) for name, pair in scale.items()}
 
 
+def target_scale(cfg, y_train: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
+    """Regression: (mean, std + 1e-3) of each target over the train part (the loss weights and
+    `head_affine`); other kinds: empty."""
+    if cfg.kind != "regression":
+        return {}
+    return {n: (float(np.mean(v)), float(np.std(v)) + 1e-3) for n, v in y_train.items()}
+
+
 def head_affine(scale: dict) -> dict[str, tuple[np.float32, np.float32]]:
     """Pre-activation offset and gain per regression head, from the train targets' (mean, std) `scale`.
 
@@ -325,27 +333,24 @@ COMPILED: OrderedDict = OrderedDict()
 COMPILED_LIMIT = 24
 
 
-def jitted_steps(forward, cfg, tx, scale: dict, mesh: Mesh, traces: dict, key: tuple | None = None):
+def jitted_steps(forward, cfg, tx, scale: dict, mesh: Mesh, traces: dict, key: tuple):
     """Jitted ``train(state, inputs, targets, mask)`` and ``evaluate(params, inputs)``, batch-sharded.
 
     Shared by every neural method: `forward(params, inputs, affine)` gives the heads' outputs
     (`affine`: `head_affine`, for the methods whose heads read it), `cfg` (``kind``,
     ``outputs``) the loss, `traces` counts compilations. The loss is the mean over the real
     items (mask 1) of `per_graph_loss`. The per-task constants (`scale`, `head_affine`) are
-    arguments of the compiled programs; with a `key` that, with `cfg`, determines `forward`,
-    the programs are kept in `COMPILED` and reused by later calls with equal settings.
+    arguments of the compiled programs, which are kept in `COMPILED` by `key` (what, with
+    `cfg`, determines `forward`) and reused by later calls with equal settings.
     """
     consts = {"scale": scale_arrays(scale), "affine": head_affine(scale) if cfg.kind == "regression" else {}}
-    cache_key = None if key is None else (key, cfg, tx, mesh, id(traces))
-    if cache_key in COMPILED:
-        COMPILED.move_to_end(cache_key)
-        jitted, evaluate = COMPILED[cache_key]
-    else:
-        jitted, evaluate = _compile_steps(forward, cfg, tx, mesh, traces)
-        if cache_key is not None:
-            COMPILED[cache_key] = jitted, evaluate
-            while len(COMPILED) > COMPILED_LIMIT:
-                COMPILED.popitem(last=False)
+    cache_key = (key, cfg, tx, mesh, id(traces))
+    if cache_key not in COMPILED:
+        COMPILED[cache_key] = _compile_steps(forward, cfg, tx, mesh, traces)
+        while len(COMPILED) > COMPILED_LIMIT:
+            COMPILED.popitem(last=False)
+    COMPILED.move_to_end(cache_key)
+    jitted, evaluate = COMPILED[cache_key]
     return ((lambda state, inputs, targets, mask: jitted(state, consts, inputs, targets, mask)),
             (lambda params, inputs: evaluate(params, consts, inputs)))
 
@@ -472,8 +477,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, task, seed: int = 0) -> 
                            train_cfg.num_buckets)
     assigned = {name: buckets.assign(gs) for name, gs in parts.items()}
     y_train, y_val = part_targets(model_cfg, task.train), part_targets(model_cfg, task.val)
-    scale = ({n: (float(np.mean(v)), float(np.std(v)) + 1e-3) for n, v in y_train.items()}
-             if model_cfg.kind == "regression" else {})
+    scale = target_scale(model_cfg, y_train)
     model = NeuralGraphNet(model_cfg)
     tx = adamw(train_cfg.learning_rate, train_cfg.weight_decay)
     first = stacked_batch(parts["train"][:1], {}, 1, buckets.budgets[assigned["train"][0]])[0]

@@ -464,8 +464,7 @@ def fit(task, seed: int = 0, train_cfg: harness.TrainConfig | None = None,
     enc = {name: encode_part(part, layouts, paddings, scale) for name, part in nets.items()}
     cfg = config_for(task, max_depth=max(d for _, d in paddings.values()), **model_overrides)
     y_train, y_val = harness.part_targets(cfg, task.train), harness.part_targets(cfg, task.val)
-    target_scale = ({n: (float(np.mean(v)), float(np.std(v)) + 1e-3) for n, v in y_train.items()}
-                    if cfg.kind == "regression" else {})
+    target_scale = harness.target_scale(cfg, y_train)
     mesh = harness.mesh_for(train_cfg.num_devices)
     size = harness.per_device(train_cfg.batch_size, mesh.devices.size) * mesh.devices.size
     model = NFN(cfg)

@@ -325,8 +325,7 @@ def fit(task, seed: int = 0, train_cfg: harness.TrainConfig | None = None,
     out_width = _output_width(specs, input_dims)
     train, val = stack(task.train, groups), stack(task.val, groups)
     y_train, y_val = harness.part_targets(cfg, task.train), harness.part_targets(cfg, task.val)
-    scale = ({n: (float(np.mean(v)), float(np.std(v)) + 1e-3) for n, v in y_train.items()}
-             if cfg.kind == "regression" else {})
+    scale = harness.target_scale(cfg, y_train)
     variables = init_variables(cfg, input_dims, out_width, seed)
     tx = harness.adamw(train_cfg.learning_rate, train_cfg.weight_decay)
     state = jax.device_put(harness.State(variables, tx.init(variables)), NamedSharding(mesh, P()))

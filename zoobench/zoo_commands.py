@@ -200,6 +200,14 @@ def cmd_zoo_info(args) -> int:
     return EXIT_OK
 
 
+def _show_picture(ax, picture) -> None:
+    """An (H, W, C) image in [0, 1] on `ax`: gray for one channel, unsmoothed pixels."""
+    picture = picture.clip(0.0, 1.0)
+    gray = picture.shape[-1] == 1
+    ax.imshow(picture[..., 0] if gray else picture, cmap="gray" if gray else None, vmin=0.0, vmax=1.0,
+              interpolation="nearest")
+
+
 def draw_inr(image, reconstruction, title: str, out: Path) -> None:
     """Write a PNG (or any format matplotlib knows by `out`'s suffix): the image beside its reconstruction."""
     import matplotlib  # noqa: PLC0415 (slow to import; only this command draws)
@@ -207,12 +215,9 @@ def draw_inr(image, reconstruction, title: str, out: Path) -> None:
     matplotlib.use("Agg")  # no display
     import matplotlib.pyplot as plt  # noqa: PLC0415 (as above)
 
-    gray = image.shape[-1] == 1
     fig, axes = plt.subplots(1, 2, figsize=(6, 3.4))
     for ax, picture, label in zip(axes, (image, reconstruction), ("image", "INR"), strict=True):
-        picture = picture.clip(0.0, 1.0)
-        ax.imshow(picture[..., 0] if gray else picture, cmap="gray" if gray else None, vmin=0.0, vmax=1.0,
-                  interpolation="nearest")
+        _show_picture(ax, picture)
         ax.set_title(label)
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
@@ -237,11 +242,8 @@ def draw_inr_gallery(zoo, out: Path) -> list[str]:
     images = images_of(zoo, ids)
     for col, (network_id, row, image) in enumerate(zip(ids, chosen.itertuples(), images, strict=True)):
         recon = reconstruct(zoo.arch(network_id), zoo.params(network_id))
-        gray = image.shape[-1] == 1
         for ax, picture in zip(axes[:, col], (image, recon), strict=True):
-            picture = picture.clip(0.0, 1.0)
-            ax.imshow(picture[..., 0] if gray else picture, cmap="gray" if gray else None, vmin=0.0,
-                      vmax=1.0, interpolation="nearest")
+            _show_picture(ax, picture)
             ax.set_xticks([])
             ax.set_yticks([])
         axes[0, col].set_title(f"label {int(row.label)}", fontsize=8)
