@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from benchmark.metrics import cross_distances, l2_normalise
+from benchmark.metrics import cross_distances, kendall_tau, l2_normalise
 
 DEFAULT_SEED = 0
 DEFAULT_RESAMPLES = 1000
@@ -153,6 +153,41 @@ def estimate(metric: Callable, *arrays, clusters=None, seed: int = DEFAULT_SEED,
     low, high = bootstrap(lambda i: fast(*(a[i] for a in arrays)), n, clusters=clusters, seed=seed,
                           resamples=resamples)
     return Estimate(float(value), low, high, n, cluster_codes(clusters, n)[1])
+
+
+# Items up to which `kendall_estimate` builds (n, n) sign matrices (3 of float64: 100 MB at 2,048);
+# at 2,000 items it is still faster than scipy's tau per resample (0.7 s against 0.9 s, 1,000 resamples).
+KENDALL_VECTOR_MAX = 2048
+
+
+def kendall_estimate(y, y_pred, *, clusters=None, seed: int = DEFAULT_SEED,
+                     resamples: int = DEFAULT_RESAMPLES) -> Estimate:
+    """`estimate(kendall_tau, y, y_pred, ...)` with the same resamples, vectorised over them.
+
+    A resample takes item i w_i times (its cluster's draws). Copies of one item tie in
+    both arrays, so its τ-b is ``wᵀ(Sy∘Sp)w / sqrt(wᵀ|Sy|w · wᵀ|Sp|w)`` with S the
+    pairwise sign matrices: three quadratic forms for all resamples at once, exact in
+    float64 for integer w. 0 where a denominator is 0, as `kendall_tau`. Above
+    `KENDALL_VECTOR_MAX` items it falls back to `estimate`.
+    """
+    y, y_pred = np.asarray(y, np.float64), np.asarray(y_pred, np.float64)
+    n = len(y)
+    if n > KENDALL_VECTOR_MAX:
+        return estimate(kendall_tau, y, y_pred, clusters=clusters, seed=seed, resamples=resamples)
+    codes, k = cluster_codes(clusters, n)
+    value = kendall_tau(y, y_pred) if n else float("nan")
+    if n == 0 or resamples < 1:
+        return Estimate(float(value), float("nan"), float("nan"), n, k)
+    w = _counts(_draws(k, seed, resamples), k)[:, codes]  # (resamples, n) copies of each item
+    s_y = np.sign(y[:, None] - y[None, :])
+    s_p = np.sign(y_pred[:, None] - y_pred[None, :])
+    form = lambda m: np.einsum("ri,ri->r", w @ m, w)  # noqa: E731
+    with np.errstate(invalid="ignore"):
+        num, den = form(s_y * s_p), np.sqrt(form(np.abs(s_y)) * form(np.abs(s_p)))
+        taus = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    taus = np.where(np.isfinite(taus), taus, 0.0)
+    low, high = _percentile_interval(taus, CONFIDENCE)
+    return Estimate(float(value), low, high, n, k)
 
 
 def _cluster_totals(codes: np.ndarray, k: int, weights) -> np.ndarray:

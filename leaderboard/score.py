@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.merging import MergePair, evaluate_pairs, evaluation_data
-from benchmark.metrics import accuracy, kendall_tau, macro_f1, r2, retrieval_per_query
+from benchmark.metrics import accuracy, macro_f1, r2, retrieval_per_query
 from benchmark.splits import as_zoo
 from benchmark.submission import (
     MAX_BYTES,
@@ -79,8 +79,7 @@ def _score_generalization(sub, task, answers, seed, resamples):
         y = answers["targets"][t]
         pred = {k: sub.predictions[k][t] for k in sub.predictions}
         y_pred = np.array([pred[k] for k in originals], np.float64)
-        # scipy's O(n log n) tau is fast enough for the resamples.
-        out[f"{t}/kendall_tau"] = M.estimate(kendall_tau, y, y_pred, **boot)
+        out[f"{t}/kendall_tau"] = M.kendall_estimate(y, y_pred, **boot)
         out[f"{t}/r2"] = M.estimate(r2, y, y_pred, fast=M.fast_r2, **boot)
         for kind, pairs in twins.items():
             c = M.regression_consistency([pred[a] for a, _ in pairs], [pred[b] for _, b in pairs], y_pred)

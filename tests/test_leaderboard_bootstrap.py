@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from benchmark import metrics as task_metrics
 from leaderboard import metrics as M
 
 CLUSTERS, PER_CLUSTER, TRIALS, RESAMPLES = 40, 5, 200, 300
@@ -71,6 +72,25 @@ def test_generic_and_vectorised_paths_draw_the_same_resamples():
                        seed=5, resamples=400)
     assert (pooled.low, pooled.high) == pytest.approx(slow, abs=1e-12)
     assert pooled.n_clusters == CLUSTERS
+
+
+@pytest.mark.parametrize("clustered", [True, False])
+def test_vectorised_kendall_matches_scipy_tau_on_every_resample(clustered, monkeypatch):
+    """Ties (rounded values, a constant stretch) and clusters: the quadratic forms give scipy's τ-b."""
+    values, labels = _clustered_sample(np.random.default_rng(4))
+    y = np.round(values, 1)
+    pred = np.round(values + np.random.default_rng(5).normal(0, 1, len(values)), 1)
+    pred[:20] = 0.0
+    clusters = labels if clustered else None
+    fast = M.kendall_estimate(y, pred, clusters=clusters, seed=7, resamples=300)
+    slow = M.estimate(task_metrics.kendall_tau, y, pred, clusters=clusters, seed=7, resamples=300)
+    assert fast.value == slow.value and (fast.n, fast.n_clusters) == (slow.n, slow.n_clusters)
+    assert (fast.low, fast.high) == pytest.approx((slow.low, slow.high), abs=1e-12)
+    assert slow.low < fast.value < slow.high
+    constant = M.kendall_estimate(y, np.ones_like(y), clusters=clusters, resamples=50)
+    assert (constant.value, constant.low, constant.high) == (0.0, 0.0, 0.0)  # undefined τ: 0, as kendall_tau
+    monkeypatch.setattr(M, "KENDALL_VECTOR_MAX", 10)  # the generic path above the size limit
+    assert M.kendall_estimate(y, pred, clusters=clusters, seed=7, resamples=300) == slow
 
 
 def test_singleton_clusters_agree_with_scipy_percentile_interval():
