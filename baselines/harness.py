@@ -381,7 +381,7 @@ def _compile_steps(forward, cfg, tx, mesh: Mesh, traces: dict):
 
 def make_steps(model: NeuralGraphNet, tx, scale: dict, mesh: Mesh):
     """ng-gnn's jitted train and eval steps over device-stacked batches (one model apply per share)."""
-    forward = lambda params, graph, _: jax.vmap(lambda g: model.apply(params, g))(graph)  # noqa: E731
+    forward = lambda params, graph, affine: jax.vmap(lambda g: model.apply(params, g, affine))(graph)  # noqa: E731
     return jitted_steps(forward, model.config, tx, scale, mesh, TRACES, key=("ng-gnn",))
 
 

@@ -22,7 +22,8 @@ representations of neural networks", in the style of jraph's models.py):
 * readout: mean and max over the real nodes of each graph, then an MLP;
 * heads (`config.kind`): "regression": one output per target, `test_acc` through a
   sigmoid (an accuracy is in [0, 1]) and `gen_gap` through a tanh (a difference of
-  two accuracies is in [-1, 1] and may be negative); "classification": logits per
+  two accuracies is in [-1, 1] and may be negative), after the train targets' offset
+  and gain (`harness.head_affine`, as every other method's heads); "classification": logits per
   target; "retrieval": an L2-normalised embedding, followed by a cosine classifier
   on the dataset labels that trains it.
 """
@@ -303,7 +304,8 @@ class NeuralGraphNet(nn.Module):
         agg = aggregate(h, index, n_graph)[:, h.shape[-1]:]  # [mean, max]
         return self.readout(agg)
 
-    def __call__(self, graph: jraph.GraphsTuple) -> dict[str, jnp.ndarray]:
+    def __call__(self, graph: jraph.GraphsTuple, affine=None) -> dict[str, jnp.ndarray]:
+        """The heads' outputs; `affine` as `classic.heads` (regression: `harness.head_affine`)."""
         g = self.graph_embeddings(graph)
         if self.config.kind == "retrieval":
             z = self.embed(nn.gelu(g))
@@ -312,6 +314,8 @@ class NeuralGraphNet(nn.Module):
             out["embedding"] = z
             return out
         out = {name: head(nn.gelu(g)) for name, head in self.heads.items()}
+        for name, (offset, gain) in (affine or {}).items():
+            out[name] = offset + gain * out[name]
         if self.config.kind == "regression":
             out = {name: jax.nn.sigmoid(v) if name == "test_acc" else jnp.tanh(v) for name, v in out.items()}
         return out
