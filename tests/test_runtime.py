@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from zoo_builder.errors import UsageError
 from zoobench import runtime
 
 
@@ -41,3 +42,14 @@ def test_zoobench_cpu_devices_and_a_users_nproc_win(env):
 @pytest.mark.parametrize(("devices", "cores", "threads"), [(1, 2, 2), (2, 2, 4), (4, 2, 8), (2, 16, 16)])
 def test_threads_are_at_least_the_cores_and_two_per_device(devices, cores, threads):
     assert runtime.cpu_threads(devices, cores) == threads
+
+
+def test_the_compile_cache_keeps_every_program_unless_told_a_threshold(monkeypatch):
+    monkeypatch.delenv("ZOOBENCH_COMPILE_CACHE_MIN_SECONDS", raising=False)
+    assert runtime.compile_cache_min_seconds() == 0.0
+    monkeypatch.setenv("ZOOBENCH_COMPILE_CACHE_MIN_SECONDS", "0.5")
+    assert runtime.compile_cache_min_seconds() == 0.5
+    for bad in ("soon", "-1", "nan"):
+        monkeypatch.setenv("ZOOBENCH_COMPILE_CACHE_MIN_SECONDS", bad)
+        with pytest.raises(UsageError, match="ZOOBENCH_COMPILE_CACHE_MIN_SECONDS"):
+            runtime.compile_cache_min_seconds()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import jax
 
+from zoo_builder.errors import UsageError
+
 DEVICE_COUNT_FLAG = re.compile(r"--xla_force_host_platform_device_count=(\d+)")
 
 
@@ -51,16 +53,31 @@ def enable_compile_cache() -> None:
     """Reuse XLA compilations across runs (a zoo rebuild, a resumed build, the tests) and across
     the baselines' tasks and splits, whose programs are often identical.
 
-    Every program is kept, however fast it compiled: at JAX's threshold of 0.5 s a warm tiny
-    `reproduce` still compiled 554 of its 744 programs (15 s of 131 s profiled), where loading
-    them all takes about 8 s; the cache grew by 2 MB.
+    By default every program is kept, however fast it compiled: with a 0.5 s threshold a warm
+    tiny `reproduce` still compiled 554 of its 744 programs (15 s of 131 s profiled), where
+    loading them all takes about 8 s; the cache grew by 2 MB.
 
     ZOOBENCH_COMPILE_CACHE names the directory; "0", "off" or "none" turn the cache off.
+    ZOOBENCH_COMPILE_CACHE_MIN_SECONDS keeps only programs that took longer to compile: the
+    tests, mostly cold, use 0.5 (a fresh-clone test run keeping every program wrote 2,792
+    entries, against 261, and took 918 s).
     """
     cache = os.environ.get("ZOOBENCH_COMPILE_CACHE", str(Path.home() / ".cache" / "zoobench" / "xla"))
     if cache and cache.lower() not in ("0", "off", "none"):
         jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", compile_cache_min_seconds())
+
+
+def compile_cache_min_seconds() -> float:
+    """ZOOBENCH_COMPILE_CACHE_MIN_SECONDS (default 0: keep every program)."""
+    value = os.environ.get("ZOOBENCH_COMPILE_CACHE_MIN_SECONDS", "0")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise UsageError(f"ZOOBENCH_COMPILE_CACHE_MIN_SECONDS must be seconds >= 0, got {value!r}")
+    return seconds
 
 
 def set_up() -> None:
