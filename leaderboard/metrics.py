@@ -182,10 +182,8 @@ def kendall_estimate(y, y_pred, *, clusters=None, seed: int = DEFAULT_SEED,
     s_y = np.sign(y[:, None] - y[None, :])
     s_p = np.sign(y_pred[:, None] - y_pred[None, :])
     form = lambda m: np.einsum("ri,ri->r", w @ m, w)  # noqa: E731
-    with np.errstate(invalid="ignore"):
-        num, den = form(s_y * s_p), np.sqrt(form(np.abs(s_y)) * form(np.abs(s_p)))
-        taus = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
-    taus = np.where(np.isfinite(taus), taus, 0.0)
+    num, den = form(s_y * s_p), np.sqrt(form(np.abs(s_y)) * form(np.abs(s_p)))
+    taus = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
     low, high = _percentile_interval(taus, CONFIDENCE)
     return Estimate(float(value), low, high, n, k)
 

@@ -39,14 +39,12 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # builds they are compared with (1 vs N devices agree only within float tolerance).
 os.environ.setdefault("ZOOBENCH_CPU_DEVICES", "1")
 
-import jax  # noqa: E402 (the environment above must be set before JAX starts)
+from zoobench.runtime import enable_compile_cache  # noqa: E402 (it starts JAX: the environment first)
 
-jax.config.update("jax_compilation_cache_dir", str(COMPILE_CACHE))
 # Cold runs write what they compile: only programs over 0.5 s, in this process, its subprocesses and
-# in-process CLI calls (runtime.compile_cache_min_seconds).
+# in-process CLI calls, all through the commands' own set-up.
 os.environ.setdefault("ZOOBENCH_COMPILE_CACHE_MIN_SECONDS", "0.5")
-jax.config.update("jax_persistent_cache_min_compile_time_secs",
-                  float(os.environ["ZOOBENCH_COMPILE_CACHE_MIN_SECONDS"]))
+enable_compile_cache()
 
 # The build-mechanics config: 12 two-layer MLPs in exactly two groups (sgd, adam),
 # hence two chunks, so resume/shard/merge have something to split. Varied
